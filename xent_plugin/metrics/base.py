@@ -1,0 +1,55 @@
+"""The base of every metric here: float64 sum states, synced with one packed all-reduce."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torchmetrics import Metric
+
+from xent_plugin.functional.sigmoid_stats import BinaryStats
+from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, SufficientStats
+
+
+class SummedStateMetric(Metric):
+    """A ``torchmetrics.Metric`` whose states are fixed-size float64 sums named after the statistics they keep.
+
+    Subclasses list the statistics in ``stat_names`` and turn a batch into statistics in ``batch_stats``;
+    ``update`` adds them. Because every state is a sum, a distributed ``compute`` packs all of them into one
+    float64 vector and all-reduces it once, instead of torchmetrics' all-gather per state.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+    stat_names: tuple[str, ...] = ()
+
+    def add_sum_state(self, name: str, shape: tuple[int, ...] = ()) -> None:
+        self.add_state(name, default=torch.zeros(shape, dtype=ACCUMULATE_DTYPE), dist_reduce_fx="sum", persistent=True)
+
+    def batch_stats(self, preds: Tensor, target: Tensor) -> SufficientStats | BinaryStats:
+        raise NotImplementedError
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        self.add_stats(self.batch_stats(preds, target))
+
+    def add_stats(self, stats: SufficientStats | BinaryStats) -> None:
+        for name in self.stat_names:
+            getattr(self, name).add_(getattr(stats, name))
+
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        all_reduce_sum_states(self, list(self._defaults), process_group or self.process_group)
+
+
+def all_reduce_sum_states(metric: Metric, names: list[str], process_group: Any | None = None) -> None:
+    """Sum the named float64 states of ``metric`` across ranks in a single all-reduce."""
+    states = [getattr(metric, name) for name in names]
+    packed = torch.cat([state.reshape(-1) for state in states])
+    dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=process_group)
+    offset = 0
+    for name, state in zip(names, states, strict=True):
+        setattr(metric, name, packed[offset : offset + state.numel()].view_as(state))
+        offset += state.numel()
