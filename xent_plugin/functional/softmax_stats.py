@@ -16,6 +16,7 @@ set stays in cache and the result has a fixed size whatever the number of rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
@@ -122,12 +123,43 @@ def sufficient_stats(
         >>> round((stats.cross_entropy / stats.count).item(), 4)
         0.4315
     """
+    if validate_args and n_bins is not None:
+        check_n_bins(n_bins)
+    totals = SufficientStats.zeros(n_bins, device=preds.device)
+    for rows in row_statistics(
+        preds,
+        target,
+        reference,
+        input_format=input_format,
+        class_dim=class_dim,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        validate_args=validate_args,
+    ):
+        totals.add_(_sum_rows(rows, n_bins))
+    return totals
+
+
+def row_statistics(
+    preds: Tensor,
+    target: Tensor,
+    reference: Tensor | None = None,
+    *,
+    input_format: str = "logits",
+    class_dim: int = 1,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    validate_args: bool = True,
+) -> Iterator[RowStatistics]:
+    """The per-row statistics of :func:`sufficient_stats`, one cache-sized chunk of rows at a time.
+
+    For estimators that weight rows before summing them (a bootstrap, say); arguments as in
+    :func:`sufficient_stats`.
+    """
     if validate_args:
         check_choice("input_format", input_format, INPUT_FORMATS)
         check_floating("preds", preds)
         check_label_smoothing(label_smoothing)
-        if n_bins is not None:
-            check_n_bins(n_bins)
     class_dim = normalize_class_dim(preds, class_dim)
     num_classes = preds.shape[class_dim]
     soft = is_soft_target(preds, target, class_dim)
@@ -138,10 +170,8 @@ def sufficient_stats(
         check_floating("reference", reference)
         if not is_soft_target(preds, reference, class_dim, name="reference"):
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
-
-    totals = SufficientStats.zeros(n_bins, device=preds.device)
     for scores, (target_rows, reference_rows) in row_chunks(preds, [target, reference], class_dim):
-        rows = _row_statistics(
+        yield _row_statistics(
             to_scores(scores, input_format),
             target_rows,
             target_rows if reference_is_target else reference_rows,
@@ -151,12 +181,12 @@ def sufficient_stats(
             validate=validate_args,
             input_dtype=preds.dtype,
         )
-        totals.add_(_sum_rows(rows, n_bins))
-    return totals
 
 
 @dataclass
-class _Rows:
+class RowStatistics:
+    """Per-row statistics of one chunk; ``counted`` is None when every row counts, else a boolean mask."""
+
     counted: Tensor | None
     cross_entropy: Tensor
     entropy: Tensor
@@ -178,7 +208,7 @@ def _row_statistics(
     label_smoothing: float,
     validate: bool,
     input_dtype: torch.dtype,
-) -> _Rows:
+) -> RowStatistics:
     row_max, prediction = scores.max(dim=1)
     if validate:
         check_row_maxima("preds", row_max, input_format)
@@ -224,7 +254,7 @@ def _row_statistics(
         # the clamp only removes rounding below the bound KL >= 0.
         kl = torch.where(positive, reference_probs * (log_reference - log_q), 0.0).sum(dim=1).clamp_min(0)
 
-    return _Rows(
+    return RowStatistics(
         counted=counted,
         cross_entropy=cross_entropy,
         entropy=entropy,
@@ -255,7 +285,7 @@ def _masked_dot(probs: Tensor, shifted: Tensor) -> Tensor:
     return torch.where(probs > 0, probs * shifted, 0.0).sum(dim=1)
 
 
-def _sum_rows(rows: _Rows, n_bins: int | None) -> SufficientStats:
+def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
     weight = None if rows.counted is None else rows.counted.to(rows.cross_entropy.dtype)
 
     def total(values: Tensor | None) -> Tensor:
