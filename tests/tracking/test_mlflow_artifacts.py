@@ -1,0 +1,63 @@
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from xent_plugin.tracking.mlflow_artifacts import log_reliability_diagram, log_reliability_table
+
+# MLflow 3 stores each stepped image twice, as
+# images/<key with "/" as "~">+step+<step>+timestamp+<ms>+<uuid>.png and as ...+<uuid>+compressed.webp.
+IMAGE_NAME = re.compile(r"images/(?P<key>[^+]+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+(?P<kind>.*)")
+
+
+def artifact_paths(client, run_id, path) -> list[str]:
+    return [artifact.path for artifact in client.list_artifacts(run_id, path)]
+
+
+def logged_images(client, run_id) -> list[dict[str, str]]:
+    return [IMAGE_NAME.fullmatch(path).groupdict() for path in artifact_paths(client, run_id, "images")]
+
+
+def test_diagram_is_logged_once_per_step_on_the_image_slider(client, run_id, table):
+    for step in (0, 5, 10):
+        log_reliability_diagram(client, run_id, table, key="val/reliability", step=step, ece=0.1)
+    images = logged_images(client, run_id)
+    full_size = [image for image in images if image["kind"] == ".png"]
+    thumbnails = [image for image in images if image["kind"] == "+compressed.webp"]
+    assert sorted(int(image["step"]) for image in full_size) == [0, 5, 10]
+    assert sorted(int(image["step"]) for image in thumbnails) == [0, 5, 10]
+    assert {image["key"] for image in images} == {"val~reliability"}
+    assert client.get_run(run_id).data.tags["mlflow.loggedImages"] == "True"
+
+
+def test_key_characters_mlflow_rejects_are_replaced(client, run_id, table):
+    log_reliability_diagram(client, run_id, table, key="val/reliability[top_label]", step=1)
+    assert {image["key"] for image in logged_images(client, run_id)} == {"val~reliability_top_label_"}
+
+
+def test_logged_image_is_the_rendered_diagram(client, run_id, table, tmp_path):
+    log_reliability_diagram(client, run_id, table, key="reliability", step=3)
+    (path,) = [path for path in artifact_paths(client, run_id, "images") if path.endswith(".png")]
+    image = np.asarray(Image.open(client.download_artifacts(run_id, path, str(tmp_path))))
+    assert image.shape[:2] == (600, 500)
+
+
+def test_table_round_trips_as_json_with_nan_as_null(client, run_id, table, tmp_path):
+    log_reliability_table(client, run_id, table, key="val/reliability", step=42)
+    path = client.download_artifacts(run_id, "reliability/val/reliability/step_000042.json", str(tmp_path))
+    text = Path(path).read_text()
+    assert "NaN" not in text
+    bins = {name: [None if math.isnan(x) else x for x in column] for name, column in table.items()}
+    assert json.loads(text) == {"key": "val/reliability", "step": 42, "bins": bins}
+
+
+def test_tables_of_each_step_are_kept_side_by_side(client, run_id, table):
+    for step in (1, 2):
+        log_reliability_table(client, run_id, table, key="test", step=step)
+    assert artifact_paths(client, run_id, "reliability/test") == [
+        "reliability/test/step_000001.json",
+        "reliability/test/step_000002.json",
+    ]

@@ -1,0 +1,122 @@
+import socket
+import threading
+import warnings
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from xent_plugin.tracking.safe_mlflow_writer import SafeMlflowWriter
+
+
+@pytest.fixture
+def unreachable_client(monkeypatch) -> MlflowClient:
+    """A client of a tracking server that is not there, failing within a second instead of retrying."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    return MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+
+
+def artifact_paths(client, run_id, path) -> list[str]:
+    return [artifact.path for artifact in client.list_artifacts(run_id, path)]
+
+
+def test_failed_diagram_upload_warns_once_naming_key_and_step(unreachable_client, table):
+    writer = SafeMlflowWriter(unreachable_client, "0" * 32)
+    with pytest.warns(UserWarning) as caught:
+        writer.log_reliability_diagram(table, key="val/reliability", step=7, ece=0.1)
+    assert len(caught) == 1
+    what, error = str(caught[0].message).split(" (", 1)
+    assert what == "MLflow logging failed, not logged: reliability diagram 'val/reliability' at step 7"
+    assert error.startswith("MlflowException")
+    assert writer.failed == ["reliability diagram 'val/reliability' at step 7"]
+
+
+def test_every_kind_of_failed_upload_is_recorded(unreachable_client, table):
+    writer = SafeMlflowWriter(unreachable_client, "0" * 32)
+    with pytest.warns(UserWarning) as caught:
+        writer.log_reliability_table(table, key="val/reliability", step=1)
+        writer.log_metrics({"val/ece": 0.1, "val/nll": 0.7}, step=1)
+    assert writer.failed == ["reliability table 'val/reliability' at step 1", "2 metrics at step 1"]
+    assert len(caught) == 2
+
+
+def test_malformed_table_is_reported_not_raised(client, run_id, table):
+    del table["accuracy"]
+    writer = SafeMlflowWriter(client, run_id)
+    with pytest.warns(UserWarning, match=r"reliability table 'val' at step 0 \(ValueError: `table` must"):
+        writer.log_reliability_table(table, key="val", step=0)
+    assert writer.failed == ["reliability table 'val' at step 0"]
+    assert artifact_paths(client, run_id, "reliability") == []
+
+
+def test_successful_uploads_are_silent_and_complete(client, run_id, table):
+    writer = SafeMlflowWriter(client, run_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        writer.log_reliability_table(table, key="val", step=3)
+        writer.log_metrics({"val/ece": 0.25}, step=3)
+    assert writer.failed == []
+    assert artifact_paths(client, run_id, "reliability/val") == ["reliability/val/step_000003.json"]
+    assert client.get_run(run_id).data.metrics == {"val/ece": 0.25}
+
+
+def test_background_uploads_run_in_order_on_one_worker_and_flush_waits_for_them(client, run_id, table):
+    writer = SafeMlflowWriter(client, run_id, background=True)
+    threads = []
+    for step in range(4):
+        writer.log_reliability_table(table, key="val", step=step)
+        writer.submit("thread probe", lambda client, run_id: threads.append(threading.current_thread()))
+        writer.log_metrics({"val/ece": step / 10}, step=step)
+    writer.flush()
+    tables = artifact_paths(client, run_id, "reliability/val")
+    assert tables == [f"reliability/val/step_{step:06d}.json" for step in range(4)]
+    history = client.get_metric_history(run_id, "val/ece")
+    assert [(metric.step, metric.value) for metric in history] == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]
+    assert len(set(threads)) == 1 and threads[0] is not threading.current_thread()
+    writer.close()
+
+
+def test_background_upload_sees_the_values_of_the_call_not_later_ones(client, run_id, table):
+    writer = SafeMlflowWriter(client, run_id, background=True)
+    release = threading.Event()
+    writer.submit("blocker", lambda client, run_id: release.wait(10))
+    metric = torch.tensor(0.5)
+    writer.log_metrics({"val/ece": metric}, step=0)
+    metric.fill_(9.0)
+    release.set()
+    writer.close()
+    assert client.get_run(run_id).data.metrics == {"val/ece": 0.5}
+
+
+def test_background_failures_are_warned_in_the_callers_thread_by_flush(unreachable_client, table):
+    writer = SafeMlflowWriter(unreachable_client, "0" * 32, background=True)
+    release = threading.Event()
+    writer.submit("blocker", lambda client, run_id: release.wait(10))
+    writer.log_reliability_table(table, key="val", step=5)
+    writer.log_metrics({"val/ece": 0.1}, step=5)
+    release.set()
+    with pytest.warns(UserWarning) as caught:
+        writer.flush()
+    assert [str(warning.message).split(" (")[0] for warning in caught] == [
+        "MLflow logging failed, not logged: reliability table 'val' at step 5",
+        "MLflow logging failed, not logged: 1 metrics at step 5",
+    ]
+    assert writer.failed == ["reliability table 'val' at step 5", "1 metrics at step 5"]
+    writer.close()
+
+
+def test_close_reports_what_failed_and_later_calls_run_in_the_callers_thread(client, run_id):
+    writer = SafeMlflowWriter(client, run_id, background=True)
+    release = threading.Event()
+    writer.submit("blocker", lambda client, run_id: release.wait(10))
+    writer.submit("doomed upload", lambda client, run_id: 1 / 0)
+    release.set()
+    with pytest.warns(UserWarning, match=r"not logged: doomed upload \(ZeroDivisionError"):
+        writer.close()
+    threads = []
+    writer.submit("thread probe", lambda client, run_id: threads.append(threading.current_thread()))
+    assert threads == [threading.current_thread()]

@@ -1,0 +1,87 @@
+"""Logs a reliability table to an MLflow run: as a diagram on the run's image step slider, and as JSON.
+
+The diagram goes through ``MlflowClient.log_image(key=..., step=...)``, which MLflow 3 stores as two artifacts
+per call, ``images/<key>+step+<step>+timestamp+<ms>+<uuid>.png`` and a ``...+compressed.webp`` thumbnail, with
+every ``/`` in the key replaced by ``~``. The table goes to ``reliability/<key>/step_<step:06d>.json``. Keys
+pass through :func:`mlflow_key` first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from mlflow.tracking import MlflowClient
+
+from xent_plugin.tracking.reliability_columns import ReliabilityTable, reliability_columns
+from xent_plugin.tracking.reliability_diagram import figure_to_image, reliability_diagram
+
+# The characters MlflowClient.log_image accepts in a key; it raises ValueError on any other.
+_UNSUPPORTED_KEY_CHARACTERS = re.compile(r"[^a-zA-Z0-9_\-./ ]")
+
+
+def mlflow_key(key: str) -> str:
+    """``key`` with every character MLflow rejects in an image key replaced by ``_``.
+
+    Example:
+        >>> mlflow_key("val/reliability[top_label]")
+        'val/reliability_top_label_'
+    """
+    return _UNSUPPORTED_KEY_CHARACTERS.sub("_", key)
+
+
+def log_reliability_diagram(
+    client: MlflowClient,
+    run_id: str,
+    table: ReliabilityTable,
+    *,
+    key: str,
+    step: int,
+    ece: float | None = None,
+) -> None:
+    """Draws :func:`~xent_plugin.tracking.reliability_diagram.reliability_diagram` and logs it as the image of
+    ``key`` at ``step``, so the MLflow UI shows one diagram per step behind a slider.
+
+    Example:
+        >>> from unittest.mock import Mock
+        >>> client = Mock(spec=MlflowClient)
+        >>> table = {"lower": [0.0], "upper": [1.0], "count": [3.0], "confidence": [0.8], "accuracy": [0.6]}
+        >>> log_reliability_diagram(client, "run-id", table, key="val/reliability", step=7, ece=0.2)
+        >>> client.log_image.call_args.kwargs
+        {'key': 'val/reliability', 'step': 7, 'synchronous': True}
+    """
+    image = figure_to_image(reliability_diagram(table, ece=ece, title=f"{key}, step {step}"))
+    # Synchronous whatever MLFLOW_ENABLE_ASYNC_LOGGING says, so that an upload failure raises here, where the
+    # caller can report it, instead of in MLflow's own queue.
+    client.log_image(run_id, image, key=mlflow_key(key), step=step, synchronous=True)
+
+
+def log_reliability_table(
+    client: MlflowClient,
+    run_id: str,
+    table: ReliabilityTable,
+    *,
+    key: str,
+    step: int,
+) -> None:
+    """Logs the per-bin columns of ``table`` to ``reliability/<key>/step_<step:06d>.json``, NaN as null.
+
+    The file holds ``{"key": ..., "step": ..., "bins": {"lower": [...], "upper": [...], "count": [...],
+    "confidence": [...], "accuracy": [...]}}``.
+
+    Example:
+        >>> from unittest.mock import Mock
+        >>> client = Mock(spec=MlflowClient)
+        >>> table = {"lower": [0.0, 0.5], "upper": [0.5, 1.0], "count": [0.0, 2.0],
+        ...          "confidence": [float("nan"), 0.8], "accuracy": [float("nan"), 1.0]}
+        >>> log_reliability_table(client, "run-id", table, key="val/reliability", step=7)
+        >>> run_id, content, path = client.log_dict.call_args.args
+        >>> path, content["bins"]["accuracy"]
+        ('reliability/val/reliability/step_000007.json', [None, 1.0])
+    """
+    bins = {
+        name: [None if math.isnan(value) else value for value in column.tolist()]
+        for name, column in reliability_columns(table).items()
+    }
+    content = {"key": key, "step": step, "bins": bins}
+    client.log_dict(run_id, content, f"reliability/{mlflow_key(key)}/step_{step:06d}.json")

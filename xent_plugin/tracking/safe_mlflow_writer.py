@@ -1,0 +1,136 @@
+"""Runs MLflow logging calls so that a failed upload costs a warning, never the training run."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import partial
+from typing import Any, TypeVar
+
+from mlflow.tracking import MlflowClient
+
+from xent_plugin.tracking.mlflow_artifacts import log_reliability_diagram, log_reliability_table
+from xent_plugin.tracking.mlflow_metrics import log_metrics_batched
+from xent_plugin.tracking.reliability_columns import ReliabilityTable, reliability_columns
+
+_Result = TypeVar("_Result")
+
+
+class SafeMlflowWriter:
+    """Logs to one MLflow run; each failure is warned about once, recorded in :attr:`failed`, and not raised.
+
+    With ``background=True`` the uploads run in order on one worker thread, so training does not wait for the
+    tracking server. The values to log are copied in the caller's thread first, so the caller may reuse its
+    tensors at once. Failures on the worker are warned about from the caller's thread, at the next call,
+    :meth:`flush` or :meth:`close`: a warning raised in a worker thread can be missed by warning filters and
+    by ``pytest.warns``, which are per-process state read while the warning is raised. After :meth:`close`,
+    calls run in the caller's thread.
+
+    Args:
+        client: the client to log with.
+        run_id: the run to log to.
+        background: upload on a worker thread instead of in the caller's thread.
+
+    Example:
+        >>> from unittest.mock import Mock
+        >>> client = Mock(spec=MlflowClient)
+        >>> client.log_batch.side_effect = ConnectionError("tracking server is down")
+        >>> writer = SafeMlflowWriter(client, "run-id")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     writer.log_metrics({"val/ece": 0.1, "val/nll": 0.7}, step=3)
+        >>> writer.failed
+        ['2 metrics at step 3']
+        >>> print(caught[0].message)
+        MLflow logging failed, not logged: 2 metrics at step 3 (ConnectionError: tracking server is down)
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, *, background: bool = False) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.failed: list[str] = []
+        self._unreported: list[str] = []
+        self._lock = threading.Lock()
+        self._pending: list[Future[object]] = []
+        self._executor = ThreadPoolExecutor(max_workers=1) if background else None
+
+    def log_reliability_diagram(
+        self, table: ReliabilityTable, *, key: str, step: int, ece: float | None = None
+    ) -> None:
+        """:func:`~xent_plugin.tracking.mlflow_artifacts.log_reliability_diagram`, without raising."""
+        what = f"reliability diagram {key!r} at step {step}"
+        columns = partial(reliability_columns, table)
+        self._copy_then_submit(what, columns, log_reliability_diagram, key=key, step=step, ece=ece)
+
+    def log_reliability_table(self, table: ReliabilityTable, *, key: str, step: int) -> None:
+        """:func:`~xent_plugin.tracking.mlflow_artifacts.log_reliability_table`, without raising."""
+        what = f"reliability table {key!r} at step {step}"
+        columns = partial(reliability_columns, table)
+        self._copy_then_submit(what, columns, log_reliability_table, key=key, step=step)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """:func:`~xent_plugin.tracking.mlflow_metrics.log_metrics_batched`, without raising."""
+        what = f"{len(metrics)} metrics at step {step}"
+        self._copy_then_submit(
+            what,
+            lambda: {key: float(value) for key, value in metrics.items()},
+            log_metrics_batched,
+            step=step,
+        )
+
+    def submit(self, what: str, log: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """Runs ``log(client, run_id, *args, **kwargs)``; ``what`` names what is lost if it fails."""
+        if self._executor is None:
+            self._attempt(what, log, self.client, self.run_id, *args, **kwargs)
+        else:
+            self._pending = [future for future in self._pending if not future.done()]
+            self._pending.append(
+                self._executor.submit(self._attempt, what, log, self.client, self.run_id, *args, **kwargs)
+            )
+        self._warn_unreported()
+
+    def flush(self) -> None:
+        """Waits for the uploads submitted so far, then warns about any that failed."""
+        wait(self._pending)
+        self._pending = []
+        self._warn_unreported()
+
+    def close(self) -> None:
+        """Flushes and stops the worker thread."""
+        self.flush()
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def _copy_then_submit(
+        self, what: str, copy: Callable[[], object], log: Callable[..., object], **kwargs: Any
+    ) -> None:
+        values = self._attempt(what, copy)
+        if values is None:
+            self._warn_unreported()
+        else:
+            self.submit(what, log, values, **kwargs)
+
+    def _attempt(
+        self,
+        what: str,
+        action: Callable[..., _Result],
+        *args: Any,
+        **kwargs: Any,
+    ) -> _Result | None:
+        try:
+            return action(*args, **kwargs)
+        except Exception as error:
+            with self._lock:
+                self.failed.append(what)
+                self._unreported.append(
+                    f"MLflow logging failed, not logged: {what} ({type(error).__name__}: {error})",
+                )
+            return None
+
+    def _warn_unreported(self) -> None:
+        with self._lock:
+            messages, self._unreported = self._unreported, []
+        for message in messages:
+            warnings.warn(message, UserWarning, stacklevel=3)
