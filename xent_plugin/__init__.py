@@ -1,5 +1,6 @@
 """xent_plugin: cross-entropy, KL and calibration metrics for PyTorch Lightning, logged to MLflow."""
 
+from xent_plugin.callbacks import XentMonitor
 from xent_plugin.metrics import (
     BinaryCrossEntropy,
     BrierScore,
@@ -20,5 +21,6 @@ __all__ = [
     "KLDivergence",
     "Perplexity",
     "XentMetrics",
+    "XentMonitor",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""Exact-once evaluation: a 2-process DDP fit logs exactly the single-device values on a prime-sized set."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from tests.callbacks.tiny_models import TinyClassifier, fit_kwargs, make_loader, metric_history
+from xent_plugin import XentMonitor
+from xent_plugin.loggers import ResilientMLFlowLogger
+
+VALUES = ("cross_entropy", "entropy", "brier_score", "accuracy", "ece", "mce", "rmsce", "kl", "reference_entropy")
+
+
+def _run(tmp_path, name: str, **trainer_options) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = TinyClassifier(with_reference=True, lr=0.0)  # lr 0: both runs evaluate the same weights
+    logger = ResilientMLFlowLogger(
+        experiment_name=name,
+        tracking_uri=f"sqlite:///{tmp_path / name}.db",
+        artifact_location=(tmp_path / f"{name}_artifacts").as_uri(),
+    )
+    trainer = pl.Trainer(logger=logger, callbacks=[XentMonitor()], **fit_kwargs(max_epochs=1, **trainer_options))
+    trainer.fit(model, make_loader(20, with_reference=True), make_loader(37, with_reference=True, batch_size=4))
+    return {name: metric_history(logger, f"val/{name}")[0][1] for name in VALUES}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_logs_the_single_device_values(tmp_path):
+    single = _run(tmp_path, "single")
+    distributed = _run(tmp_path, "ddp", strategy="ddp_spawn", devices=2)
+    for name in VALUES:
+        assert distributed[name] == pytest.approx(single[name], rel=1e-6, abs=1e-12), name

@@ -1,0 +1,5 @@
+"""Lightning callbacks."""
+
+from xent_plugin.callbacks.xent_monitor import XentMonitor
+
+__all__ = ["XentMonitor"]

@@ -1,0 +1,5 @@
+"""Lightning loggers."""
+
+from xent_plugin.loggers.resilient_mlflow import ResilientMLFlowLogger
+
+__all__ = ["ResilientMLFlowLogger"]
