@@ -76,7 +76,9 @@ def test_decomposition_is_logged_when_batches_carry_a_reference(mlflow_logger):
 
 def test_binary_task_logs_binary_cross_entropy(mlflow_logger):
     model = TinyClassifier(task="binary")
-    _fit(model, mlflow_logger, XentMonitor(task="binary"), make_loader(32, task="binary"), make_loader(20, task="binary"))
+    _fit(
+        model, mlflow_logger, XentMonitor(task="binary"), make_loader(32, task="binary"), make_loader(20, task="binary")
+    )
     returned = model.returned["val/1"]
     logits, target = concat(returned, "logits"), concat(returned, "target")
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits.double(), target.double())

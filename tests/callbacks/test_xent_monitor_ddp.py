@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from mlflow.tracking import MlflowClient
 
-from tests.callbacks.tiny_models import TinyClassifier, fit_kwargs, make_loader, metric_history
+from tests.callbacks.tiny_models import TinyClassifier, fit_kwargs, make_loader
 from xent_plugin import XentMonitor
 from xent_plugin.loggers import ResilientMLFlowLogger
 
@@ -23,7 +24,10 @@ def _run(tmp_path, name: str, **trainer_options) -> dict[str, float]:
     )
     trainer = pl.Trainer(logger=logger, callbacks=[XentMonitor()], **fit_kwargs(max_epochs=1, **trainer_options))
     trainer.fit(model, make_loader(20, with_reference=True), make_loader(37, with_reference=True, batch_size=4))
-    return {name: metric_history(logger, f"val/{name}")[0][1] for name in VALUES}
+    # Under ddp_spawn the run is created in the rank-0 worker, so find it in the store rather than via `logger`.
+    client = MlflowClient(tracking_uri=logger._tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    return {name: client.get_metric_history(run.info.run_id, f"val/{name}")[0].value for name in VALUES}
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader, TensorDataset
 
 
-
 class TinyClassifier(pl.LightningModule):
     """A linear classifier that returns its predictions and records what it returned, per stage and epoch."""
 
