@@ -27,3 +27,49 @@ __all__ = [
     "sufficient_stats",
     "task_stats",
 ]
+
+# Calibration estimators beyond equal-width ECE, intervals and the temperature scan (issue 7).
+from xent_plugin.functional.adaptive_calibration_error import (  # noqa: E402
+    adaptive_calibration_error,
+    equal_mass_bins,
+    equal_mass_error_bound,
+    equal_mass_reliability_table,
+)
+from xent_plugin.functional.bootstrap import bootstrap_intervals, poisson_weights  # noqa: E402
+from xent_plugin.functional.classwise_calibration_error import (  # noqa: E402
+    classwise_bins,
+    classwise_calibration_error,
+)
+from xent_plugin.functional.confidence_histogram import FINE_CELLS, confidence_histogram  # noqa: E402
+from xent_plugin.functional.debiased_calibration_error import (  # noqa: E402
+    debiased_calibration_error,
+    debiased_squared_error,
+)
+from xent_plugin.functional.smooth_calibration_error import (  # noqa: E402
+    smooth_calibration_bandwidth,
+    smooth_calibration_error,
+    smooth_calibration_error_at,
+    smooth_reliability_curve,
+)
+from xent_plugin.functional.temperature_scan import default_temperatures, temperature_scan  # noqa: E402
+
+__all__ += [
+    "FINE_CELLS",
+    "adaptive_calibration_error",
+    "bootstrap_intervals",
+    "classwise_bins",
+    "classwise_calibration_error",
+    "confidence_histogram",
+    "debiased_calibration_error",
+    "debiased_squared_error",
+    "default_temperatures",
+    "equal_mass_bins",
+    "equal_mass_error_bound",
+    "equal_mass_reliability_table",
+    "poisson_weights",
+    "smooth_calibration_bandwidth",
+    "smooth_calibration_error",
+    "smooth_calibration_error_at",
+    "smooth_reliability_curve",
+    "temperature_scan",
+]

@@ -22,3 +22,26 @@ __all__ = [
     "TaskMetric",
     "XentMetrics",
 ]
+
+# Calibration estimators beyond equal-width ECE, intervals and the temperature scan (issue 7).
+from xent_plugin.metrics.bootstrap import BootstrapIntervals  # noqa: E402
+from xent_plugin.metrics.calibration_estimators import (  # noqa: E402
+    AdaptiveCalibrationError,
+    CalibrationEstimators,
+    ClasswiseCalibrationError,
+    ConfidenceHistogramMetric,
+    DebiasedCalibrationError,
+    SmoothCalibrationError,
+)
+from xent_plugin.metrics.temperature_scan import TemperatureScan  # noqa: E402
+
+__all__ += [
+    "AdaptiveCalibrationError",
+    "BootstrapIntervals",
+    "CalibrationEstimators",
+    "ClasswiseCalibrationError",
+    "ConfidenceHistogramMetric",
+    "DebiasedCalibrationError",
+    "SmoothCalibrationError",
+    "TemperatureScan",
+]
