@@ -16,23 +16,7 @@ def _split(tensor: torch.Tensor) -> list[torch.Tensor]:
     return list(tensor.split(UPDATE_SIZES))
 
 
-# torch's float32 softplus takes a vectorised path for full SIMD blocks and a scalar path for the rest, and the
-# two differ in the last bit, so a per-entry term depends on where the entry sits in its batch.
-_SOFTPLUS_IN_FLOAT32 = pytest.mark.xfail(
-    strict=True,
-    reason="sigmoid_stats.binary_stats computes float32 inputs' log-probabilities with F.softplus in float32, whose "
-    "result depends on the entry's position in the batch (SIMD body vs scalar tail) by 1 ulp, so 128 rows fed as "
-    "1, 2, 3, ... rows differ from one update by ~1.5e-9 relative, above the 1e-10 the issue asks for",
-)
-_STREAMING_CASES = [
-    pytest.param(case, marks=_SOFTPLUS_IN_FLOAT32)
-    if case.name in {"binary_cross_entropy", "binary_cross_entropy_multilabel", "xent_metrics_multilabel"}
-    else case
-    for case in CASES
-]
-
-
-@pytest.mark.parametrize("case", _STREAMING_CASES, ids=str)
+@pytest.mark.parametrize("case", CASES, ids=str)
 def test_many_small_updates_equal_one_big_update(case):
     preds, target = case.make_batch(ROWS, 0)
     one_shot = case.make_metric()

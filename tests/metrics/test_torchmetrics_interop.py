@@ -58,12 +58,6 @@ def test_to_keeps_float64_states_and_values(case, target):
     assert_values_close(moved.compute(), expected, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torchmetrics.Metric._apply converts states for Module.to(dtype) (it only guards .half()/.float()/"
-    ".double()), and SummedStateMetric does not opt out, so .to(torch.float32) or Lightning's '16-true'/'bf16-true' "
-    "precision (module.to(dtype)) turns the float64 sums into float32/bfloat16",
-)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_to_a_lower_precision_dtype_keeps_float64_states(dtype):
     metric = CrossEntropy().to(dtype)
@@ -76,12 +70,6 @@ def test_half_and_float_keep_float64_states(case):
     assert all(state.dtype == torch.float64 for state in _states(metric).values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotImplementedError,
-    reason="no metric class overrides torchmetrics.Metric.plot, whose base implementation raises "
-    "NotImplementedError; the issue asks for plot()",
-)
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_plot_returns_a_figure_and_axes(case, close_figures):
     import matplotlib.pyplot as plt

@@ -92,3 +92,16 @@ def check_class_indices(target: Tensor, num_classes: int, ignore_index: int | No
         raise ValueError(
             f"`target` holds class index {bad}, outside [0, {num_classes - 1}] for {num_classes} classes{hint}."
         )
+
+
+def check_distribution(name: str, values: Tensor, input_format: str, class_dim: int) -> None:
+    """A whole tensor of distributions in ``input_format``, checked with its own dtype's tolerance."""
+    if bool(torch.isnan(values).any()):
+        raise ValueError(f"`{name}` contains NaN ({input_format}).")
+    if bool(torch.isposinf(values).any()):
+        raise ValueError(f"`{name}` contains +inf ({input_format}); only -inf (a masked class) is allowed.")
+    if input_format == "probs":
+        check_probability_values(name, values)
+        check_probability_rows(name, values.sum(dim=class_dim, dtype=torch.float64), values.dtype)
+    elif bool(torch.isneginf(values).all(dim=class_dim).any()):
+        raise ValueError(f"`{name}` has a row where every class is -inf ({input_format}): no distribution is left.")

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from xent_plugin.functional._layout import normalize_class_dim
 from xent_plugin.functional._reduction import mean_or_nan
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_floating
+from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_distribution, check_floating
 from xent_plugin.functional.softmax_stats import SufficientStats, sufficient_stats, to_probabilities
 
 DIRECTIONS = ("forward", "reverse")
@@ -30,17 +30,21 @@ def _kl_divergence_update(
     class_dim: int = 1,
     validate_args: bool = True,
 ) -> SufficientStats:
+    class_dim = normalize_class_dim(preds, class_dim)
     if validate_args:
         check_choice("input_format", input_format, INPUT_FORMATS)
         check_choice("target_format", target_format, INPUT_FORMATS)
         check_choice("direction", direction, DIRECTIONS)
+        check_floating("preds", preds)
         check_floating("target", target)
         if target.shape != preds.shape:
             raise ValueError(
                 f"`target` of shape {tuple(target.shape)} must be a distribution shaped like "
                 f"`preds` {tuple(preds.shape)}."
             )
-    class_dim = normalize_class_dim(preds, class_dim)
+        # Checked here, under their own names and dtypes, before the direction swaps their roles.
+        check_distribution("preds", preds, input_format, class_dim)
+        check_distribution("target", target, target_format, class_dim)
     model, reference, model_format, reference_format = preds, target, input_format, target_format
     if direction == "reverse":
         model, reference, model_format, reference_format = target, preds, target_format, input_format
@@ -49,7 +53,7 @@ def _kl_divergence_update(
         to_probabilities(reference.movedim(class_dim, -1), reference_format).movedim(-1, class_dim),
         input_format=model_format,
         class_dim=class_dim,
-        validate_args=validate_args,
+        validate_args=False,
     )
 
 

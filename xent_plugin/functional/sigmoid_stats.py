@@ -80,7 +80,9 @@ def binary_stats(
             check_n_bins(n_bins)
         _check_binary_inputs(preds, target, input_format, ignore_index, multilabel)
     num_labels = preds.shape[-1] if multilabel else 1
-    compute_dtype = ACCUMULATE_DTYPE if preds.dtype == ACCUMULATE_DTYPE else torch.float32
+    # Binary inputs have one score per entry, so float64 costs little; it also makes each entry's terms
+    # independent of the batch it came in (float32 softplus rounds differently in vectorised and tail loops).
+    compute_dtype = ACCUMULATE_DTYPE
     scores = preds.to(compute_dtype).reshape(-1, num_labels)
     labels = target.reshape(-1, num_labels)
     counted = None if ignore_index is None else labels != ignore_index

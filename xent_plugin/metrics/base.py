@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -39,6 +39,20 @@ class SummedStateMetric(Metric):
     def add_stats(self, stats: SufficientStats | BinaryStats) -> None:
         for name in self.stat_names:
             getattr(self, name).add_(getattr(stats, name))
+
+    def _apply(self, fn: Callable, exclude_state: Sequence[str] = ()) -> Metric:
+        # Module.to(dtype) would cast the states (torchmetrics guards .half()/.float() only, and Lightning's
+        # "16-true" precision calls .to(dtype)); move them to the new device but keep them float64.
+        this = super()._apply(fn, exclude_state=tuple(self._defaults))
+        for name, default in this._defaults.items():
+            device = fn(default.new_empty(0)).device
+            this._defaults[name] = default.to(device)
+            setattr(this, name, getattr(this, name).to(device))
+        return this
+
+    def plot(self, val: Any = None, ax: Any = None) -> Any:
+        """Plot the value (or a sequence of values) with torchmetrics' plotting; returns ``(fig, ax)``."""
+        return self._plot(val, ax)
 
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
         all_reduce_sum_states(self, list(self._defaults), process_group or self.process_group)
