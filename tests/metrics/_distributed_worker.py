@@ -44,17 +44,55 @@ def run(rank: int, world_size: int, port: int, out_dir: str) -> None:
                 torch.equal(getattr(metric, name), value) for name, value in local_state.items()
             )
         results["collectives"] = _count_collectives_of_xent_metrics_compute(rank)
+        results["monitor_set_collectives"], results["monitor_set_values"] = _sync_xent_monitor_set(rank)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def _count_collectives_of_xent_metrics_compute(rank: int) -> dict[str, int]:
-    case = CASES_BY_NAME["xent_metrics_soft"]
-    preds, target = in_float64(case.make_batch(ROWS, SEED))
-    metric = case.make_metric()
+def monitor_set():
+    """XentMonitor's whole set with every extra on: XentMetrics plus the opt-in calibration estimators."""
+    from xent_plugin.callbacks.extra_metrics import build_extra_metrics
+    from xent_plugin.metrics import XentMetrics
+
+    extras = build_extra_metrics(
+        task="multiclass",
+        n_bins=15,
+        class_dim=1,
+        ignore_index=None,
+        input_format="logits",
+        calibration_mode="top_label",
+        calibration_estimators=True,
+        bootstrap_replicates=None,  # replicate weights depend on the rank by design, so values differ
+        temperature_scan=True,
+    )
+    return XentMetrics(sync_on_compute=False), extras
+
+
+def monitor_set_values(metric, extras) -> dict[str, torch.Tensor]:
+    from xent_plugin.callbacks.extra_metrics import extra_values
+
+    return {**metric.values(), **extra_values(extras)}
+
+
+def _sync_xent_monitor_set(rank: int):
+    from xent_plugin.metrics.base import synced_together
+
+    preds, target = in_float64(CASES_BY_NAME["cross_entropy"].make_batch(ROWS, SEED))
+    metric, extras = monitor_set()
     for start, stop in SHARDS[rank]:
-        metric.update(preds[start:stop], target[start:stop])
+        for each in (metric, *extras.values()):
+            each.update(preds[start:stop], target[start:stop])
+    counts, restore = _count_collectives()
+    try:
+        with synced_together([metric, *extras.values()]):
+            values = monitor_set_values(metric, extras)
+    finally:
+        restore()
+    return counts, values
+
+
+def _count_collectives():
     counts = dict.fromkeys(COLLECTIVES, 0)
     originals = {name: getattr(dist, name) for name in COLLECTIVES}
 
@@ -67,9 +105,23 @@ def _count_collectives_of_xent_metrics_compute(rank: int) -> dict[str, int]:
 
     for name in COLLECTIVES:
         setattr(dist, name, counting(name))
+
+    def restore():
+        for name, original in originals.items():
+            setattr(dist, name, original)
+
+    return counts, restore
+
+
+def _count_collectives_of_xent_metrics_compute(rank: int) -> dict[str, int]:
+    case = CASES_BY_NAME["xent_metrics_soft"]
+    preds, target = in_float64(case.make_batch(ROWS, SEED))
+    metric = case.make_metric()
+    for start, stop in SHARDS[rank]:
+        metric.update(preds[start:stop], target[start:stop])
+    counts, restore = _count_collectives()
     try:
         metric.compute()
     finally:
-        for name, original in originals.items():
-            setattr(dist, name, original)
+        restore()
     return counts

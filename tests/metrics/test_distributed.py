@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from . import _distributed_worker as worker
-from ._metric_cases import CASES, assert_values_close, in_float64
+from ._metric_cases import CASES, CASES_BY_NAME, assert_values_close, in_float64
 
 WORLD_SIZE = 2
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -78,3 +78,20 @@ def test_xent_metrics_compute_issues_one_all_reduce_and_no_gather(rank_results):
         counts = results["collectives"]
         assert counts["all_reduce"] == 1
         assert sum(counts.values()) == 1, counts
+
+
+def test_xent_monitor_whole_set_syncs_in_one_all_reduce(rank_results):
+    for results in rank_results:
+        counts = results["monitor_set_collectives"]
+        assert counts["all_reduce"] == 1
+        assert sum(counts.values()) == 1, counts
+
+
+def test_xent_monitor_whole_set_synced_equals_single_process(rank_results):
+    preds, target = in_float64(CASES_BY_NAME["cross_entropy"].make_batch(worker.ROWS, worker.SEED))
+    metric, extras = worker.monitor_set()
+    for each in (metric, *extras.values()):
+        each.update(preds, target)
+    expected = worker.monitor_set_values(metric, extras)
+    for results in rank_results:
+        assert_values_close(results["monitor_set_values"], expected, rtol=1e-10)
