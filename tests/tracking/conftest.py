@@ -42,3 +42,32 @@ def table() -> dict[str, list[float]]:
         "confidence": [nan, 0.325, nan, 0.725, 0.925],
         "accuracy": [nan, 0.5, nan, 1.0, 0.5],
     }
+
+
+@pytest.fixture
+def interval_table(table) -> dict[str, list[float]]:
+    """``table`` with per-bin intervals, NaN for the empty bins; the last bin's accuracy interval excludes its
+    accuracy of 0.5, as a percentile interval may."""
+    nan = float("nan")
+    return {
+        **table,
+        "accuracy_lower": [nan, 0.1, nan, 0.6, 0.55],
+        "accuracy_upper": [nan, 0.9, nan, 1.0, 0.8],
+        "confidence_lower": [nan, 0.3, nan, 0.7, 0.9],
+        "confidence_upper": [nan, 0.35, nan, 0.75, 0.95],
+    }
+
+
+@pytest.fixture
+def smooth_curve() -> dict[str, object]:
+    """A smoothed curve on an 11-point grid, unknown (NaN) below confidence 0.2 where no data is near."""
+    nan = float("nan")
+    return {
+        "confidence": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+        "accuracy": [nan, nan, 0.15, 0.25, 0.34, 0.42, 0.5, 0.6, 0.68, 0.8, 0.9],
+        "lower": [nan, nan, 0.0, 0.1, 0.25, 0.36, 0.45, 0.55, 0.64, 0.76, 0.85],
+        "upper": [nan, nan, 0.4, 0.4, 0.43, 0.48, 0.55, 0.65, 0.72, 0.84, 0.95],
+        "density": [0.0, 0.0, 0.1, 0.4, 0.8, 1.2, 1.5, 1.6, 1.5, 1.4, 1.5],
+        "bandwidth": 0.07,
+        "smooth_ece": 0.0456,
+    }

@@ -61,3 +61,46 @@ def test_tables_of_each_step_are_kept_side_by_side(client, run_id, table):
         "reliability/test/step_000001.json",
         "reliability/test/step_000002.json",
     ]
+
+
+def read_table(client, run_id, path, tmp_path) -> dict:
+    text = Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text()
+    assert "NaN" not in text
+    return json.loads(text)
+
+
+def test_table_json_carries_the_interval_columns_when_present(client, run_id, interval_table, tmp_path):
+    log_reliability_table(client, run_id, interval_table, key="val", step=1)
+    bins = read_table(client, run_id, "reliability/val/step_000001.json", tmp_path)["bins"]
+    assert list(bins) == list(interval_table)
+    assert bins["accuracy_lower"] == [None, 0.1, None, 0.6, 0.55]
+    assert bins["confidence_upper"] == [None, 0.35, None, 0.75, 0.95]
+
+
+def test_table_json_carries_the_smooth_curve_when_given(client, run_id, table, smooth_curve, tmp_path):
+    log_reliability_table(client, run_id, table, key="val", step=2, smooth_curve=smooth_curve)
+    content = read_table(client, run_id, "reliability/val/step_000002.json", tmp_path)
+    curve = content["smooth_curve"]
+    assert curve["confidence"] == smooth_curve["confidence"]
+    assert curve["accuracy"][:3] == [None, None, 0.15]
+    assert curve["upper"][2:] == smooth_curve["upper"][2:]
+    assert (curve["smooth_ece"], curve["bandwidth"]) == (0.0456, 0.07)
+
+
+def test_table_json_has_no_smooth_curve_without_one(client, run_id, table, tmp_path):
+    log_reliability_table(client, run_id, table, key="val", step=3)
+    assert "smooth_curve" not in read_table(client, run_id, "reliability/val/step_000003.json", tmp_path)
+
+
+def test_diagram_with_every_option_is_logged(client, run_id, interval_table, smooth_curve):
+    log_reliability_diagram(
+        client,
+        run_id,
+        interval_table,
+        key="val/reliability",
+        step=4,
+        ece=0.1,
+        smooth_curve=smooth_curve,
+        binning="equal_mass",
+    )
+    assert [int(image["step"]) for image in logged_images(client, run_id) if image["kind"] == ".png"] == [4]

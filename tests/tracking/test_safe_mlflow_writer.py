@@ -6,6 +6,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from xent_plugin.tracking import safe_mlflow_writer
 from xent_plugin.tracking.safe_mlflow_writer import SafeMlflowWriter
 
 
@@ -120,3 +121,53 @@ def test_close_reports_what_failed_and_later_calls_run_in_the_callers_thread(cli
     threads = []
     writer.submit("thread probe", lambda client, run_id: threads.append(threading.current_thread()))
     assert threads == [threading.current_thread()]
+
+
+def test_background_diagram_gets_copies_of_the_table_and_curve_of_the_call(monkeypatch, interval_table, smooth_curve):
+    calls = []
+    monkeypatch.setattr(
+        safe_mlflow_writer, "log_reliability_diagram", lambda client, run_id, **kwargs: calls.append(kwargs)
+    )
+    writer = SafeMlflowWriter(None, "run-id", background=True)
+    release = threading.Event()
+    writer.submit("blocker", lambda client, run_id: release.wait(10))
+    interval_table["accuracy_upper"] = torch.tensor(interval_table["accuracy_upper"], dtype=torch.float64)
+    smooth_curve["accuracy"] = torch.tensor(smooth_curve["accuracy"], dtype=torch.float64)
+    writer.log_reliability_diagram(
+        interval_table, key="val", step=2, ece=0.1, smooth_curve=smooth_curve, binning="equal_mass"
+    )
+    interval_table["accuracy_upper"].fill_(9.0)
+    smooth_curve["accuracy"].fill_(9.0)
+    release.set()
+    writer.close()
+    (call,) = calls
+    assert (call["key"], call["step"], call["ece"], call["binning"]) == ("val", 2, 0.1, "equal_mass")
+    assert call["table"]["accuracy_upper"][1] == 0.9
+    assert call["smooth_curve"]["accuracy"][2] == 0.15
+    assert call["smooth_curve"]["smooth_ece"] == 0.0456
+
+
+def test_diagram_without_the_new_options_is_logged_as_before(monkeypatch, table):
+    calls = []
+    monkeypatch.setattr(
+        safe_mlflow_writer, "log_reliability_diagram", lambda client, run_id, **kwargs: calls.append(kwargs)
+    )
+    SafeMlflowWriter(None, "run-id").log_reliability_diagram(table, key="val", step=1, ece=0.2)
+    (call,) = calls
+    assert (call["smooth_curve"], call["binning"], call["ece"]) == (None, "equal_width", 0.2)
+
+
+def test_malformed_smooth_curve_is_reported_not_raised(client, run_id, table, smooth_curve):
+    del smooth_curve["lower"]
+    writer = SafeMlflowWriter(client, run_id)
+    with pytest.warns(UserWarning, match=r"reliability diagram 'val' at step 0 \(ValueError: `smooth_curve` must"):
+        writer.log_reliability_diagram(table, key="val", step=0, smooth_curve=smooth_curve)
+    assert writer.failed == ["reliability diagram 'val' at step 0"]
+
+
+def test_table_with_intervals_and_curve_is_uploaded_through_the_writer(client, run_id, interval_table, smooth_curve):
+    writer = SafeMlflowWriter(client, run_id, background=True)
+    writer.log_reliability_table(interval_table, key="val", step=6, smooth_curve=smooth_curve)
+    writer.close()
+    assert writer.failed == []
+    assert artifact_paths(client, run_id, "reliability/val") == ["reliability/val/step_000006.json"]

@@ -2,8 +2,8 @@
 
 The diagram goes through ``MlflowClient.log_image(key=..., step=...)``, which MLflow 3 stores as two artifacts
 per call, ``images/<key>+step+<step>+timestamp+<ms>+<uuid>.png`` and a ``...+compressed.webp`` thumbnail, with
-every ``/`` in the key replaced by ``~``. The table goes to ``reliability/<key>/step_<step:06d>.json``. Keys
-pass through :func:`mlflow_key` first.
+every ``/`` in the key replaced by ``~``. The table, and the smoothed curve when there is one, go to
+``reliability/<key>/step_<step:06d>.json``. Keys pass through :func:`mlflow_key` first.
 """
 
 from __future__ import annotations
@@ -11,9 +11,15 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 from mlflow.tracking import MlflowClient
 
-from xent_plugin.tracking.reliability_columns import ReliabilityTable, reliability_columns
+from xent_plugin.tracking.reliability_columns import (
+    ReliabilityTable,
+    SmoothCurve,
+    reliability_columns,
+    smooth_curve_columns,
+)
 from xent_plugin.tracking.reliability_diagram import figure_to_image, reliability_diagram
 
 # The characters MlflowClient.log_image accepts in a key; it raises ValueError on any other.
@@ -38,9 +44,12 @@ def log_reliability_diagram(
     key: str,
     step: int,
     ece: float | None = None,
+    smooth_curve: SmoothCurve | None = None,
+    binning: str = "equal_width",
 ) -> None:
     """Draws :func:`~xent_plugin.tracking.reliability_diagram.reliability_diagram` and logs it as the image of
-    ``key`` at ``step``, so the MLflow UI shows one diagram per step behind a slider.
+    ``key`` at ``step``, so the MLflow UI shows one diagram per step behind a slider. ``ece``, ``smooth_curve``
+    and ``binning`` are passed on to the diagram; per-bin intervals in ``table`` are drawn as whiskers.
 
     Example:
         >>> from unittest.mock import Mock
@@ -50,7 +59,10 @@ def log_reliability_diagram(
         >>> client.log_image.call_args.kwargs
         {'key': 'val/reliability', 'step': 7, 'synchronous': True}
     """
-    image = figure_to_image(reliability_diagram(table, ece=ece, title=f"{key}, step {step}"))
+    figure = reliability_diagram(
+        table, ece=ece, title=f"{key}, step {step}", smooth_curve=smooth_curve, binning=binning
+    )
+    image = figure_to_image(figure)
     # Synchronous whatever MLFLOW_ENABLE_ASYNC_LOGGING says, so that an upload failure raises here, where the
     # caller can report it, instead of in MLflow's own queue.
     client.log_image(run_id, image, key=mlflow_key(key), step=step, synchronous=True)
@@ -63,11 +75,15 @@ def log_reliability_table(
     *,
     key: str,
     step: int,
+    smooth_curve: SmoothCurve | None = None,
 ) -> None:
     """Logs the per-bin columns of ``table`` to ``reliability/<key>/step_<step:06d>.json``, NaN as null.
 
     The file holds ``{"key": ..., "step": ..., "bins": {"lower": [...], "upper": [...], "count": [...],
-    "confidence": [...], "accuracy": [...]}}``.
+    "confidence": [...], "accuracy": [...]}}``, with ``"accuracy_lower"``, ``"accuracy_upper"``,
+    ``"confidence_lower"`` and ``"confidence_upper"`` in ``"bins"`` when ``table`` has them, and a
+    ``"smooth_curve"`` entry (``"confidence"``, ``"accuracy"``, ``"lower"``, ``"upper"`` lists, and
+    ``"density"``, ``"smooth_ece"``, ``"bandwidth"`` where given) when ``smooth_curve`` is.
 
     Example:
         >>> from unittest.mock import Mock
@@ -79,9 +95,17 @@ def log_reliability_table(
         >>> path, content["bins"]["accuracy"]
         ('reliability/val/reliability/step_000007.json', [None, 1.0])
     """
-    bins = {
-        name: [None if math.isnan(value) else value for value in column.tolist()]
-        for name, column in reliability_columns(table).items()
-    }
+    bins = {name: _json_value(column) for name, column in reliability_columns(table).items()}
     content = {"key": key, "step": step, "bins": bins}
+    if smooth_curve is not None:
+        content["smooth_curve"] = {
+            name: _json_value(value) for name, value in smooth_curve_columns(smooth_curve).items()
+        }
     client.log_dict(run_id, content, f"reliability/{mlflow_key(key)}/step_{step:06d}.json")
+
+
+def _json_value(value: np.ndarray | float) -> list[float | None] | float | None:
+    # JSON has no NaN: Python's json writes a bare NaN that strict parsers, JavaScript's included, reject.
+    if isinstance(value, np.ndarray):
+        return [None if math.isnan(number) else number for number in value.tolist()]
+    return None if math.isnan(value) else value

@@ -13,7 +13,12 @@ from mlflow.tracking import MlflowClient
 
 from xent_plugin.tracking.mlflow_artifacts import log_reliability_diagram, log_reliability_table
 from xent_plugin.tracking.mlflow_metrics import log_metrics_batched
-from xent_plugin.tracking.reliability_columns import ReliabilityTable, reliability_columns
+from xent_plugin.tracking.reliability_columns import (
+    ReliabilityTable,
+    SmoothCurve,
+    reliability_columns,
+    smooth_curve_columns,
+)
 
 _Result = TypeVar("_Result")
 
@@ -56,25 +61,34 @@ class SafeMlflowWriter:
         self._executor = ThreadPoolExecutor(max_workers=1) if background else None
 
     def log_reliability_diagram(
-        self, table: ReliabilityTable, *, key: str, step: int, ece: float | None = None
+        self,
+        table: ReliabilityTable,
+        *,
+        key: str,
+        step: int,
+        ece: float | None = None,
+        smooth_curve: SmoothCurve | None = None,
+        binning: str = "equal_width",
     ) -> None:
         """:func:`~xent_plugin.tracking.mlflow_artifacts.log_reliability_diagram`, without raising."""
         what = f"reliability diagram {key!r} at step {step}"
-        columns = partial(reliability_columns, table)
-        self._copy_then_submit(what, columns, log_reliability_diagram, key=key, step=step, ece=ece)
+        copies = partial(_reliability_copies, table, smooth_curve)
+        self._copy_then_submit(what, copies, log_reliability_diagram, key=key, step=step, ece=ece, binning=binning)
 
-    def log_reliability_table(self, table: ReliabilityTable, *, key: str, step: int) -> None:
+    def log_reliability_table(
+        self, table: ReliabilityTable, *, key: str, step: int, smooth_curve: SmoothCurve | None = None
+    ) -> None:
         """:func:`~xent_plugin.tracking.mlflow_artifacts.log_reliability_table`, without raising."""
         what = f"reliability table {key!r} at step {step}"
-        columns = partial(reliability_columns, table)
-        self._copy_then_submit(what, columns, log_reliability_table, key=key, step=step)
+        copies = partial(_reliability_copies, table, smooth_curve)
+        self._copy_then_submit(what, copies, log_reliability_table, key=key, step=step)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """:func:`~xent_plugin.tracking.mlflow_metrics.log_metrics_batched`, without raising."""
         what = f"{len(metrics)} metrics at step {step}"
         self._copy_then_submit(
             what,
-            lambda: {key: float(value) for key, value in metrics.items()},
+            lambda: {"metrics": {key: float(value) for key, value in metrics.items()}},
             log_metrics_batched,
             step=step,
         )
@@ -104,13 +118,14 @@ class SafeMlflowWriter:
             self._executor = None
 
     def _copy_then_submit(
-        self, what: str, copy: Callable[[], object], log: Callable[..., object], **kwargs: Any
+        self, what: str, copy: Callable[[], dict[str, object]], log: Callable[..., object], **kwargs: Any
     ) -> None:
+        """Submits ``log(client, run_id, **copy(), **kwargs)``, ``copy`` run in the caller's thread."""
         values = self._attempt(what, copy)
         if values is None:
             self._warn_unreported()
         else:
-            self.submit(what, log, values, **kwargs)
+            self.submit(what, log, **values, **kwargs)
 
     def _attempt(
         self,
@@ -134,3 +149,10 @@ class SafeMlflowWriter:
             messages, self._unreported = self._unreported, []
         for message in messages:
             warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _reliability_copies(table: ReliabilityTable, smooth_curve: SmoothCurve | None) -> dict[str, object]:
+    return {
+        "table": reliability_columns(table),
+        "smooth_curve": None if smooth_curve is None else smooth_curve_columns(smooth_curve),
+    }
