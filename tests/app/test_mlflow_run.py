@@ -15,10 +15,13 @@ from xent_plugin.mlflow_run import (
     summary_line,
 )
 
+# Creating MLflow's tables in a new SQLite store takes several seconds; the module shares one store.
+slow_store = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory) -> str:
-    # One store for the module: creating MLflow's tables takes seconds; each test gets a run of its own.
+    # Each test gets a run of its own in it.
     return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
 
 
@@ -59,6 +62,7 @@ def test_overlong_values_are_cut_to_the_limit_with_a_pointer_to_the_artifact():
     assert value.endswith("(truncated; the whole value is in config.yaml)")
 
 
+@slow_store
 def test_more_params_than_one_batch_takes_all_arrive(logger, tracking_uri):
     config = {"group": {f"key_{index:03d}": index for index in range(250)}}
 
@@ -69,6 +73,7 @@ def test_more_params_than_one_batch_takes_all_arrive(logger, tracking_uri):
     assert run.data.tags["xent_train.overrides"] == "group.key_000=0"
 
 
+@slow_store
 def test_the_config_artifact_is_the_resolved_yaml(logger, tracking_uri, tmp_path):
     config = {"model": {"lr": 0.01}}
 
@@ -79,6 +84,7 @@ def test_the_config_artifact_is_the_resolved_yaml(logger, tracking_uri, tmp_path
     assert yaml.safe_load(open(path)) == config
 
 
+@slow_store
 def test_a_resumed_run_keeps_its_first_params_and_gets_the_new_config_beside_the_first(logger, tracking_uri, tmp_path):
     log_config(logger, {"lr": 0.1}, "lr: 0.1\n", [])
     resumed = ResilientMLFlowLogger(tracking_uri=tracking_uri, run_id=logger.run_id)
@@ -94,6 +100,7 @@ def test_a_resumed_run_keeps_its_first_params_and_gets_the_new_config_beside_the
     ]
 
 
+@slow_store
 def test_the_summary_names_the_run_and_the_command_that_opens_the_ui(logger, tracking_uri):
     line = summary_line(logger, tracking_uri, {"test/accuracy": 0.975, "test/cross_entropy": 0.1, "val/ece": 0.2})
 
