@@ -205,3 +205,27 @@ def test_bad_options_are_rejected_with_their_name():
         XentMonitor(train_every_n_steps=0)
     with pytest.raises(ValueError, match="n_bins"):
         XentMonitor(n_bins=0)
+
+
+def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger):
+    from xent_plugin.functional import adaptive_calibration_error, temperature_scan
+
+    model = TinyClassifier()
+    monitor = XentMonitor(calibration_estimators=True, bootstrap_replicates=20, temperature_scan=True)
+    _fit(model, mlflow_logger, monitor, make_loader(64), make_loader(40, seed=1), max_epochs=1)
+    returned = model.returned["val/0"]
+    logits, target = concat(returned, "logits"), concat(returned, "target")
+
+    def logged(name):
+        (point,) = metric_history(mlflow_logger, f"val/{name}")
+        return point[1]
+
+    assert logged("adaptive_ece") == pytest.approx(adaptive_calibration_error(logits, target).item(), rel=1e-6)
+    assert logged("temperature") == pytest.approx(temperature_scan(logits, target)["temperature"].item(), rel=1e-6)
+    assert logged("miscalibration") == pytest.approx(logged("cross_entropy") - logged("calibrated_nll"), abs=1e-6)
+    assert logged("cross_entropy_lower") <= logged("cross_entropy") <= logged("cross_entropy_upper")
+    for name in ("smooth_ece", "debiased_rmsce", "adaptive_ece_bound", "ece_lower", "ece_upper"):
+        assert math.isfinite(logged(name)), name
+    client = MlflowClient(tracking_uri=mlflow_logger._tracking_uri)
+    images = [a.path for a in client.list_artifacts(mlflow_logger.run_id, "images") if a.path.endswith(".png")]
+    assert any(path.startswith("images/val~reliability_equal_mass+step+0") for path in images)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,9 +12,12 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor
+from torchmetrics import Metric
 
 from xent_plugin.callbacks.exact_once import SampleBudget
+from xent_plugin.callbacks.extra_metrics import build_extra_metrics, extra_values
 from xent_plugin.callbacks.prediction_source import Extract, Predictions, PredictionSource
+from xent_plugin.metrics.base import synced_together
 from xent_plugin.metrics.xent_metrics import XentMetrics
 from xent_plugin.tracking.safe_mlflow_writer import SafeMlflowWriter
 
@@ -61,6 +65,18 @@ class XentMonitor(Callback):
         nan_policy: ``"raise"`` stops at a batch with NaN or +inf predictions, naming it; ``"warn"`` skips and
             counts such batches (logged as ``<stage>/skipped_batches``).
         validate_args: check every batch's shapes and values (O(rows)).
+        calibration_estimators: also log ``adaptive_ece`` (equal-mass bins, with ``adaptive_ece_bound``),
+            ``adaptive_rmsce``, ``debiased_rmsce`` and ``smooth_ece``, draw the smooth reliability curve with its
+            band, and log an equal-mass reliability diagram (``<stage>/reliability_equal_mass``).
+        bootstrap_replicates: with B replicates, log streaming Poisson-bootstrap 95% intervals
+            ``cross_entropy_lower/upper``, ``accuracy_lower/upper``, ``ece_lower/upper`` and draw per-bin CI
+            whiskers. Multiclass only.
+        temperature_scan: log the best ``temperature``, the ``calibrated_nll`` at it and ``miscalibration``
+            (cross-entropy minus calibrated NLL: the nats that temperature scaling alone would remove).
+            Multiclass only.
+
+    Every extra keeps fixed-size sum state and joins the same single all-reduce at epoch end. See
+    ``docs/calibration.md`` for when to prefer which estimator.
 
     Example:
         >>> monitor = XentMonitor(n_bins=10)
@@ -88,6 +104,9 @@ class XentMonitor(Callback):
         upload_in_background: bool = True,
         nan_policy: str = "raise",
         validate_args: bool = True,
+        calibration_estimators: bool = False,
+        bootstrap_replicates: int | None = None,
+        temperature_scan: bool = False,
     ) -> None:
         if nan_policy not in NAN_POLICIES:
             raise ValueError(f"`nan_policy` must be one of {NAN_POLICIES}, got {nan_policy!r}.")
@@ -103,7 +122,24 @@ class XentMonitor(Callback):
             input_format=input_format,
             validate_args=validate_args,
         )
-        self.metrics = {stage: XentMetrics(**self.metric_options) for stage in STAGE_PREFIXES}
+        self.metrics = {stage: XentMetrics(**self.metric_options, sync_on_compute=False) for stage in STAGE_PREFIXES}
+        self.extra_options = dict(
+            calibration_estimators=calibration_estimators,
+            bootstrap_replicates=bootstrap_replicates,
+            temperature_scan=temperature_scan,
+        )
+        self.extras = {
+            stage: build_extra_metrics(
+                task=task,
+                n_bins=n_bins,
+                class_dim=class_dim,
+                ignore_index=ignore_index,
+                input_format=input_format,
+                calibration_mode=calibration_mode,
+                **self.extra_options,
+            )
+            for stage in STAGE_PREFIXES
+        }
         self.source = PredictionSource(preds_keys, target_key, reference_key, extract, input_format)
         self.log_train = log_train
         self.train_every_n_steps = train_every_n_steps
@@ -123,8 +159,10 @@ class XentMonitor(Callback):
     # ---- Lightning hooks -------------------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for metric in self.metrics.values():
+        for stage, metric in self.metrics.items():
             metric.to(pl_module.device)
+            for extra in self.extras[stage].values():
+                extra.to(pl_module.device)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for writer in self.writers.values():
@@ -188,18 +226,25 @@ class XentMonitor(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "metrics": {stage: metric.state_dict() for stage, metric in self.metrics.items()},
+            "extras": {stage: {n: m.state_dict() for n, m in extras.items()} for stage, extras in self.extras.items()},
             "skipped_batches": dict(self.skipped_batches),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for stage, metric_state in state_dict["metrics"].items():
             self.metrics[stage].load_state_dict(metric_state)
+        for stage, extras in state_dict.get("extras", {}).items():
+            for name, extra_state in extras.items():
+                if name in self.extras[stage]:
+                    self.extras[stage][name].load_state_dict(extra_state)
         self.skipped_batches.update(state_dict["skipped_batches"])
 
     # ---- one batch in, one epoch out -------------------------------------------------------------------
 
     def _start_epoch(self, stage: str, dataloaders: object) -> None:
         self.metrics[stage].reset()
+        for extra in self.extras[stage].values():
+            extra.reset()
         self.skipped_batches[stage] = 0
         self.budgets[stage].reset(dataloaders)
 
@@ -214,6 +259,9 @@ class XentMonitor(Callback):
         metric.input_format = predictions.input_format
         try:
             metric.update(predictions.preds, predictions.target, reference=predictions.reference)
+            for extra in self.extras[stage].values():
+                extra.input_format = predictions.input_format
+                extra.update(predictions.preds, predictions.target)
         except ValueError as error:
             where = f"{stage} batch {batch_idx} (dataloader {dataloader_idx})"
             if self.nan_policy == "warn" and _has_nan_or_posinf(predictions):
@@ -223,12 +271,14 @@ class XentMonitor(Callback):
             raise ValueError(f"XentMonitor: {where}: {error}") from error
 
     def _end_epoch(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metric = self.metrics[stage]
+        metric, extras = self.metrics[stage], self.extras[stage]
         prefix = STAGE_PREFIXES[stage]
-        with metric.sync_context():  # the epoch's one collective: a float64 sum all-reduce
+        with synced_together([metric, *extras.values()]):  # the epoch's one collective
             counted = metric.count.item()
             values = metric.values() if counted else {}
-            table = {key: value.cpu() for key, value in metric.reliability_table().items()}
+            if counted:
+                values.update(extra_values(extras))
+                figures = _figure_inputs(metric, extras, values)
         if self.skipped_batches[stage]:
             pl_module.log(f"{prefix}/skipped_batches", float(self.skipped_batches[stage]), on_epoch=True)
         if not counted:
@@ -242,12 +292,12 @@ class XentMonitor(Callback):
         for name, value in values.items():
             pl_module.log(f"{prefix}/{name}", value.item(), on_step=False, on_epoch=True, sync_dist=False)
         if self.log_figures and trainer.is_global_zero:
-            self._send_figures(trainer, prefix, table, values["ece"].item())
+            self._send_figures(trainer, prefix, figures)
 
     def _log_running_train_values(self, trainer: pl.Trainer) -> None:
         # Straight to the loggers: pl_module.log would hold step values back to Trainer(log_every_n_steps).
         metric = self.metrics["train"]
-        with metric.sync_context(should_sync=self.sync_train_steps):
+        with synced_together([metric] if self.sync_train_steps else []):
             values = metric.values() if metric.count.item() else {}
         if not trainer.is_global_zero or not values:
             return
@@ -255,13 +305,23 @@ class XentMonitor(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(step_values, step=trainer.global_step)
 
-    def _send_figures(self, trainer: pl.Trainer, prefix: str, table: dict[str, Tensor], ece: float) -> None:
+    def _send_figures(self, trainer: pl.Trainer, prefix: str, figures: FigureInputs) -> None:
         step = trainer.current_epoch
         for logger in _mlflow_loggers(trainer.loggers):
             writer = self._writer_for(logger, f"{prefix} reliability diagram and table at step {step}")
-            if writer is not None:
-                writer.log_reliability_diagram(table, key=f"{prefix}/reliability", step=step, ece=ece)
-                writer.log_reliability_table(table, key=f"{prefix}/reliability", step=step)
+            if writer is None:
+                continue
+            key = f"{prefix}/reliability"
+            writer.log_reliability_diagram(
+                figures.table, key=key, step=step, ece=figures.ece, smooth_curve=figures.smooth_curve
+            )
+            writer.log_reliability_table(figures.table, key=key, step=step)
+            if figures.equal_mass_table is not None:
+                key = f"{prefix}/reliability_equal_mass"
+                writer.log_reliability_diagram(
+                    figures.equal_mass_table, key=key, step=step, ece=figures.adaptive_ece, binning="equal_mass"
+                )
+                writer.log_reliability_table(figures.equal_mass_table, key=key, step=step)
 
     def _writer_for(self, logger: MLFlowLogger, what: str) -> SafeMlflowWriter | None:
         if id(logger) not in self.writers:
@@ -274,6 +334,32 @@ class XentMonitor(Callback):
                 return None
             self.writers[id(logger)] = SafeMlflowWriter(client, run_id, background=self.upload_in_background)
         return self.writers[id(logger)]
+
+
+@dataclass
+class FigureInputs:
+    """What one epoch's reliability figures are drawn from, copied to the CPU while the states are synced."""
+
+    table: dict[str, Tensor]
+    ece: float
+    smooth_curve: dict[str, Tensor] | None = None
+    equal_mass_table: dict[str, Tensor] | None = None
+    adaptive_ece: float | None = None
+
+
+def _figure_inputs(metric: XentMetrics, extras: dict[str, Metric], values: dict[str, Tensor]) -> FigureInputs:
+    bootstrap, estimators = extras.get("bootstrap"), extras.get("calibration_estimators")
+    table = (bootstrap or metric).reliability_table()  # the bootstrap's table adds per-bin CI columns
+    figures = FigureInputs(table=_to_cpu(table), ece=values["ece"].item())
+    if estimators is not None:
+        figures.smooth_curve = _to_cpu(estimators.smooth_curve())
+        figures.equal_mass_table = _to_cpu(estimators.equal_mass_table())
+        figures.adaptive_ece = values["adaptive_ece"].item()
+    return figures
+
+
+def _to_cpu(columns: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {key: value.cpu() if isinstance(value, Tensor) else value for key, value in columns.items()}
 
 
 def _mlflow_loggers(loggers: Sequence[object]) -> list[MLFlowLogger]:

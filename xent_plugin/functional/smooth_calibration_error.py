@@ -146,9 +146,10 @@ def smooth_reliability_curve(
     smoothed_count, smoothed_residual, smoothed_square = torch.cat(sums).unbind(1)
     reachable = smoothed_count > 0
     safe_count = torch.where(reachable, smoothed_count, 1.0)
-    accuracy = mesh - smoothed_residual / safe_count
+    # Far from the data the smoothed residual extrapolates past [0, 1]; an accuracy cannot leave it.
+    accuracy = (mesh - smoothed_residual / safe_count).clamp(0, 1)
     effective_size = safe_count.square() / torch.where(reachable, smoothed_square, 1.0)
-    variance = accuracy.clamp(0, 1) * (1 - accuracy.clamp(0, 1)) / effective_size
+    variance = accuracy * (1 - accuracy) / effective_size
     z = torch.special.ndtri(torch.tensor((1 + confidence_level) / 2, dtype=histogram.dtype))
     half_width = z * variance.sqrt()
     missing = torch.tensor(float("nan"), dtype=histogram.dtype, device=histogram.device)

@@ -48,7 +48,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
         retry_after_s: float = 30.0,
         unsent_path: str | os.PathLike | None = None,
         http_retries: int = 2,
-        http_timeout_s: float = 10.0,
+        http_timeout_s: int = 10,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -58,7 +58,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
         self._next_attempt = 0.0
         if str(self._tracking_uri).startswith(("http://", "https://")):
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_retries))
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout_s))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(http_timeout_s)))
 
     @property
     def pending_metrics(self) -> int:
