@@ -2,30 +2,10 @@
 
 from xent_plugin.metrics.base import SummedStateMetric
 from xent_plugin.metrics.binary_cross_entropy import BinaryCrossEntropy
+from xent_plugin.metrics.bootstrap import BootstrapIntervals
 from xent_plugin.metrics.brier_score import BrierScore
 from xent_plugin.metrics.calibration_error import CalibrationError
-from xent_plugin.metrics.cross_entropy import CrossEntropy, Perplexity
-from xent_plugin.metrics.entropy import Entropy
-from xent_plugin.metrics.kl_divergence import KLDivergence
-from xent_plugin.metrics.task_metric import TaskMetric
-from xent_plugin.metrics.xent_metrics import XentMetrics
-
-__all__ = [
-    "BinaryCrossEntropy",
-    "BrierScore",
-    "CalibrationError",
-    "CrossEntropy",
-    "Entropy",
-    "KLDivergence",
-    "Perplexity",
-    "SummedStateMetric",
-    "TaskMetric",
-    "XentMetrics",
-]
-
-# Calibration estimators beyond equal-width ECE, intervals and the temperature scan (issue 7).
-from xent_plugin.metrics.bootstrap import BootstrapIntervals  # noqa: E402
-from xent_plugin.metrics.calibration_estimators import (  # noqa: E402
+from xent_plugin.metrics.calibration_estimators import (
     AdaptiveCalibrationError,
     CalibrationEstimators,
     ClasswiseCalibrationError,
@@ -33,15 +13,30 @@ from xent_plugin.metrics.calibration_estimators import (  # noqa: E402
     DebiasedCalibrationError,
     SmoothCalibrationError,
 )
-from xent_plugin.metrics.temperature_scan import TemperatureScan  # noqa: E402
+from xent_plugin.metrics.cross_entropy import CrossEntropy, Perplexity
+from xent_plugin.metrics.entropy import Entropy
+from xent_plugin.metrics.kl_divergence import KLDivergence
+from xent_plugin.metrics.task_metric import TaskMetric
+from xent_plugin.metrics.temperature_scan import TemperatureScan
+from xent_plugin.metrics.xent_metrics import XentMetrics
 
-__all__ += [
+__all__ = [
     "AdaptiveCalibrationError",
+    "BinaryCrossEntropy",
     "BootstrapIntervals",
+    "BrierScore",
+    "CalibrationError",
     "CalibrationEstimators",
     "ClasswiseCalibrationError",
     "ConfidenceHistogramMetric",
+    "CrossEntropy",
     "DebiasedCalibrationError",
+    "Entropy",
+    "KLDivergence",
+    "Perplexity",
     "SmoothCalibrationError",
+    "SummedStateMetric",
+    "TaskMetric",
     "TemperatureScan",
+    "XentMetrics",
 ]
