@@ -1,4 +1,4 @@
-"""A real SQLite MLflow store per test."""
+"""One real SQLite MLflow store for the session (creating its tables takes seconds); an experiment per test."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import pytest
 from xent_plugin.loggers import ResilientMLFlowLogger
 
 
-@pytest.fixture
-def tracking_uri(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
 @pytest.fixture
-def mlflow_logger(tmp_path, tracking_uri) -> ResilientMLFlowLogger:
+def mlflow_logger(request, tmp_path, tracking_uri) -> ResilientMLFlowLogger:
     return ResilientMLFlowLogger(
-        experiment_name="tests",
+        experiment_name=request.node.name,
         tracking_uri=tracking_uri,
         artifact_location=(tmp_path / "artifacts").as_uri(),
     )
