@@ -12,6 +12,14 @@ with :math:`m = \max_c z_c`, :math:`s = z - m`, :math:`S = \sum_c e^{s_c}` and :
 Everything is in log space; no softmax is ever logged. A -inf score is a masked class: it gets probability 0
 and contributes 0 to every sum (0 log 0 = 0). Rows are reduced to float64 sums chunk by chunk, so the working
 set stays in cache and the result has a fixed size whatever the number of rows.
+
+Two implementations compute the per-row terms, and the tests hold them to each other:
+
+- the eager pass (:func:`_row_statistics`) walks chunks of ``CHUNK_ELEMENTS`` with two reusable chunk-sized
+  buffers and about eight sweeps per chunk (max, shift, exp, sum, one in-place product, two reductions, and an
+  amax that settles argmax ties); it handles every input;
+- the fused pass (:mod:`xent_plugin.functional.fused`) compiles the hard-target case with ``torch.compile``
+  into two sweeps per row and no chunk-sized temporary; ``fused=None`` chooses it for large batches.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from xent_plugin.functional._layout import is_soft_target, normalize_class_dim, row_chunks
+from xent_plugin.functional import fused as fused_pass
+from xent_plugin.functional._layout import CHUNK_ELEMENTS, is_soft_target, normalize_class_dim, row_chunks
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
     check_choice,
@@ -36,6 +45,10 @@ from xent_plugin.functional._validation import (
 )
 
 ACCUMULATE_DTYPE = torch.float64
+
+# Per-row terms are summed in batches of at least this many rows rather than chunk by chunk: the sums, the
+# histogram and their bookkeeping are some 30 small ops, which cost as much as a sweep when run per chunk.
+ROWS_PER_SUM = 1 << 16
 
 
 @dataclass
@@ -101,6 +114,7 @@ def sufficient_stats(
     label_smoothing: float = 0.0,
     n_bins: int | None = None,
     validate_args: bool = True,
+    fused: bool | None = None,
 ) -> SufficientStats:
     """Reduce one batch to float64 sums in one pass over ``preds``.
 
@@ -116,6 +130,9 @@ def sufficient_stats(
         label_smoothing: as in ``F.cross_entropy``; affects the cross-entropy only.
         n_bins: when given, also the top-label reliability histogram with this many equal-width bins.
         validate_args: check shapes, dtypes and values (cost O(rows), not O(rows x classes)).
+        fused: use the compiled pass of :mod:`~xent_plugin.functional.fused` for hard targets without a
+            reference: True always, False never, None (default) for batches of at least
+            ``fused.AUTO_MIN_ELEMENTS`` scores. It falls back to the eager pass by itself.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, float("-inf")]])
@@ -126,6 +143,8 @@ def sufficient_stats(
     if validate_args and n_bins is not None:
         check_n_bins(n_bins)
     totals = SufficientStats.zeros(n_bins, device=preds.device)
+    pending: list[RowStatistics] = []
+    pending_rows = 0
     for rows in row_statistics(
         preds,
         target,
@@ -135,8 +154,15 @@ def sufficient_stats(
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
         validate_args=validate_args,
+        fused=fused,
     ):
-        totals.add_(_sum_rows(rows, n_bins))
+        pending.append(rows)
+        pending_rows += rows.cross_entropy.numel()
+        if pending_rows >= ROWS_PER_SUM:
+            totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
+            pending, pending_rows = [], 0
+    if pending:
+        totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
     return totals
 
 
@@ -150,6 +176,7 @@ def row_statistics(
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     validate_args: bool = True,
+    fused: bool | None = None,
 ) -> Iterator[RowStatistics]:
     """The per-row statistics of :func:`sufficient_stats`, one cache-sized chunk of rows at a time.
 
@@ -170,7 +197,23 @@ def row_statistics(
         check_floating("reference", reference)
         if not is_soft_target(preds, reference, class_dim, name="reference"):
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
-    for scores, (target_rows, reference_rows) in row_chunks(preds, [target, reference], class_dim):
+    use_fused = fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
+    chunk_elements = fused_pass.CHUNK_ELEMENTS if use_fused else CHUNK_ELEMENTS
+    workspace = _Workspace()
+    for scores, (target_rows, reference_rows) in row_chunks(preds, [target, reference], class_dim, chunk_elements):
+        if use_fused:
+            rows = _fused_row_statistics(
+                scores,
+                target_rows,
+                input_format=input_format,
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+                validate=validate_args,
+            )
+            if rows is not None:
+                yield rows
+                continue
+            use_fused = False  # the compiled pass failed and has warned; this chunk and the rest run eagerly
         yield _row_statistics(
             to_scores(scores, input_format),
             target_rows,
@@ -180,6 +223,7 @@ def row_statistics(
             label_smoothing=label_smoothing,
             validate=validate_args,
             input_dtype=preds.dtype,
+            workspace=workspace,
         )
 
 
@@ -198,6 +242,38 @@ class RowStatistics:
     kl: Tensor | None
 
 
+def _fused_row_statistics(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    input_format: str,
+    ignore_index: int | None,
+    label_smoothing: float,
+    validate: bool,
+) -> RowStatistics | None:
+    """The hard-target rows of one chunk from the compiled pass, validated as the eager pass validates them."""
+    rows = fused_pass.hard_target_rows(
+        scores, target, input_format=input_format, ignore_index=ignore_index, label_smoothing=label_smoothing
+    )
+    if rows is None:
+        return None
+    if validate:
+        check_row_maxima("preds", rows.row_max, input_format)
+        if input_format == "probs":
+            check_probability_rows("preds", rows.partition * rows.row_max.exp(), scores.dtype)
+    return RowStatistics(
+        counted=rows.counted,
+        cross_entropy=rows.cross_entropy,
+        entropy=rows.entropy,
+        brier=rows.brier,
+        confidence=rows.partition.reciprocal(),
+        correct=rows.correct,
+        reference_cross_entropy=None,
+        reference_entropy=None,
+        kl=None,
+    )
+
+
 def _row_statistics(
     scores: Tensor,
     target: Tensor,
@@ -208,34 +284,34 @@ def _row_statistics(
     label_smoothing: float,
     validate: bool,
     input_dtype: torch.dtype,
+    workspace: _Workspace | None = None,
 ) -> RowStatistics:
-    row_max, prediction = scores.max(dim=1)
+    workspace = _Workspace() if workspace is None else workspace
+    row_max = scores.amax(dim=1)
     if validate:
         check_row_maxima("preds", row_max, input_format)
-    shifted = scores - row_max[:, None]
-    exp_shifted = shifted.exp()
+    shifted = torch.sub(scores, row_max[:, None], out=workspace.buffer(0, scores))
+    exp_shifted = torch.exp(shifted, out=workspace.buffer(1, scores))
     partition = exp_shifted.sum(dim=1)
     log_partition = partition.log()
     if validate and input_format == "probs":
         check_probability_rows("preds", partition * row_max.exp(), input_dtype)
-    # 0 * -inf is NaN: clamping the masked classes to the most negative finite value makes them contribute 0.
-    finite_shifted = shifted.clamp_min(torch.finfo(shifted.dtype).min)
-    entropy = log_partition - _row_dot(exp_shifted, finite_shifted) / partition
-    sum_sq_prob = _row_dot(exp_shifted, exp_shifted) / partition.square()
 
     if target.ndim == 1:
         counted = None if ignore_index is None else target != ignore_index
         safe_target = target if counted is None else target.masked_fill(~counted, 0)
         target_shifted = shifted.gather(1, safe_target[:, None]).squeeze(1)
         cross_entropy = log_partition - target_shifted
-        brier = sum_sq_prob - 2 * target_shifted.exp() / partition + 1
-        correct = (prediction == safe_target).to(scores.dtype)
+        target_prob_dot = target_shifted.exp() / partition
+        target_square = 1
+        correct = _is_first_maximum(shifted, safe_target, target_shifted).to(scores.dtype)
     else:
         counted = None
         target_probs = _checked_probabilities(target, "target", validate)
         cross_entropy = log_partition - _masked_dot(target_probs, shifted)
-        brier = sum_sq_prob - 2 * _row_dot(target_probs, exp_shifted) / partition + _row_dot(target_probs, target_probs)
-        correct = target_probs.gather(1, prediction[:, None]).squeeze(1)
+        target_prob_dot = _row_dot(target_probs, exp_shifted) / partition
+        target_square = _row_dot(target_probs, target_probs)
+        correct = target_probs.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
     if label_smoothing > 0:
         uniform_cross_entropy = log_partition - shifted.mean(dim=1)
         cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
@@ -254,6 +330,11 @@ def _row_statistics(
         # the clamp only removes rounding below the bound KL >= 0.
         kl = torch.where(positive, reference_probs * (log_reference - log_q), 0.0).sum(dim=1).clamp_min(0)
 
+    # Last: this overwrites `shifted`.
+    entropy = log_partition - _exp_weighted_sum_(shifted, exp_shifted, scores, row_max) / partition
+    sum_sq_prob = torch.linalg.vector_norm(exp_shifted, dim=1).square() / partition.square()
+    brier = sum_sq_prob - 2 * target_prob_dot + target_square
+
     return RowStatistics(
         counted=counted,
         cross_entropy=cross_entropy,
@@ -267,6 +348,54 @@ def _row_statistics(
     )
 
 
+class _Workspace:
+    """Chunk-sized buffers that the eager pass reuses from chunk to chunk instead of allocating per chunk."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, Tensor] = {}
+
+    def buffer(self, slot: int, like: Tensor) -> Tensor:
+        flat = self._buffers.get(slot)
+        if flat is None or flat.numel() < like.numel() or flat.dtype != like.dtype or flat.device != like.device:
+            flat = self._buffers[slot] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+        return flat[: like.numel()].view(like.shape)
+
+
+def _is_first_maximum(shifted: Tensor, target: Tensor, target_shifted: Tensor) -> Tensor:
+    """Whether ``target`` is the argmax of each row, ties going to the first index as in ``Tensor.max(dim)``.
+
+    ``shifted`` is the row minus its maximum, so it is 0 exactly where a score equals the maximum (x - y == 0 only
+    when x == y). A full argmax costs about as much as the exp pass; instead, a row whose target scores 0 is
+    checked for another maximum with one amax, and only rows with a tie pay for an argmax.
+    """
+    hits = target_shifted == 0
+    if not bool(hits.any()):
+        return hits
+    index = target[:, None]
+    shifted.scatter_(1, index, float("-inf"))
+    tied = hits & (shifted.amax(dim=1) == 0)
+    shifted.scatter_(1, index, target_shifted[:, None])
+    if bool(tied.any()):
+        rows = tied.nonzero().squeeze(1)
+        hits[rows] = shifted[rows].argmax(dim=1) == target[rows]
+    return hits
+
+
+def _exp_weighted_sum_(shifted: Tensor, exp_shifted: Tensor, scores: Tensor, row_max: Tensor) -> Tensor:
+    """sum_c e^{s_c} s_c per row, computed in place in ``shifted``; a masked class adds 0.
+
+    A masked class has s = -inf and e^s = 0, and 0 * -inf is NaN: the rows that come out NaN are redone with
+    the masked classes clamped to the most negative finite value, so rows without masked classes pay nothing.
+    """
+    weighted = shifted.mul_(exp_shifted).sum(dim=1)
+    masked = weighted.isnan()
+    if bool(masked.any()):
+        rows = masked.nonzero().squeeze(1)
+        finite_shifted = (scores[rows] - row_max[rows, None]).clamp_min_(torch.finfo(scores.dtype).min)
+        weighted[rows] = (exp_shifted[rows] * finite_shifted).sum(dim=1)
+    return weighted
+
+
 def _checked_probabilities(distribution: Tensor, name: str, validate: bool) -> Tensor:
     probs = to_probabilities(distribution, "probs")
     if validate:
@@ -276,8 +405,8 @@ def _checked_probabilities(distribution: Tensor, name: str, validate: bool) -> T
 
 
 def _row_dot(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise dot product without materialising a * b."""
-    return torch.bmm(a[:, None, :], b[:, :, None]).view(-1)
+    """Row-wise dot product (a batched ``bmm`` of 1 x C by C x 1 is several times slower on CPU)."""
+    return torch.linalg.vecdot(a, b, dim=1)
 
 
 def _masked_dot(probs: Tensor, shifted: Tensor) -> Tensor:
@@ -285,37 +414,51 @@ def _masked_dot(probs: Tensor, shifted: Tensor) -> Tensor:
     return torch.where(probs > 0, probs * shifted, 0.0).sum(dim=1)
 
 
+def _concatenate_rows(chunks: list[RowStatistics]) -> RowStatistics:
+    if len(chunks) == 1:
+        return chunks[0]
+    columns = {}
+    for f in fields(RowStatistics):
+        values = [getattr(chunk, f.name) for chunk in chunks]
+        columns[f.name] = None if values[0] is None else torch.cat(values)
+    return RowStatistics(**columns)
+
+
 def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
-    weight = None if rows.counted is None else rows.counted.to(rows.cross_entropy.dtype)
+    device = rows.cross_entropy.device
 
-    def total(values: Tensor | None) -> Tensor:
-        if values is None:
-            return torch.zeros((), dtype=ACCUMULATE_DTYPE, device=rows.cross_entropy.device)
-        if weight is not None:
+    def totals(values: list[Tensor]) -> list[Tensor]:
+        stacked = torch.stack(values)
+        if rows.counted is not None:
             # where(), not multiplication: an ignored row may hold inf, and inf * 0 is NaN.
-            values = torch.where(rows.counted, values, 0.0)
-        return values.sum(dtype=ACCUMULATE_DTYPE)
+            stacked = torch.where(rows.counted, stacked, 0.0)
+        return list(stacked.sum(dim=1, dtype=ACCUMULATE_DTYPE).unbind())
 
+    weight = None if rows.counted is None else rows.counted.to(rows.cross_entropy.dtype)
     count = (
-        torch.tensor(float(rows.cross_entropy.numel()), dtype=ACCUMULATE_DTYPE, device=rows.cross_entropy.device)
+        torch.tensor(float(rows.cross_entropy.numel()), dtype=ACCUMULATE_DTYPE, device=device)
         if weight is None
         else weight.sum(dtype=ACCUMULATE_DTYPE)
     )
+    cross_entropy, entropy, brier, correct = totals([rows.cross_entropy, rows.entropy, rows.brier, rows.correct])
     has_reference = rows.kl is not None
-    bins = None
-    if n_bins is not None:
-        bins = reliability_bins(rows.confidence, rows.correct, n_bins, weight)
+    if has_reference:
+        reference_cross_entropy, reference_entropy, kl = totals(
+            [rows.reference_cross_entropy, rows.reference_entropy, rows.kl]
+        )
+    else:
+        reference_cross_entropy = reference_entropy = kl = torch.zeros((), dtype=ACCUMULATE_DTYPE, device=device)
     return SufficientStats(
         count=count,
-        cross_entropy=total(rows.cross_entropy),
-        entropy=total(rows.entropy),
-        brier=total(rows.brier),
-        correct=total(rows.correct),
+        cross_entropy=cross_entropy,
+        entropy=entropy,
+        brier=brier,
+        correct=correct,
         reference_count=count if has_reference else torch.zeros_like(count),
-        reference_cross_entropy=total(rows.reference_cross_entropy),
-        reference_entropy=total(rows.reference_entropy),
-        kl=total(rows.kl),
-        bins=bins,
+        reference_cross_entropy=reference_cross_entropy,
+        reference_entropy=reference_entropy,
+        kl=kl,
+        bins=None if n_bins is None else reliability_bins(rows.confidence, rows.correct, n_bins, weight),
     )
 
 
