@@ -127,13 +127,6 @@ def test_class_dimension_first_matches_torch_on_the_transpose():
     assert cross_entropy(logits, labels, class_dim=0).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="_layout.row_chunks cuts inputs whose class dimension is not last along dimension 0 "
-    "(step = CHUNK_ELEMENTS // preds[0].numel()); with class_dim=0 that is the class dimension, so (8, 40000) "
-    "logits are cut into 6-class slices and the pass fails with a size mismatch",
-)
 def test_class_dimension_first_matches_torch_on_input_larger_than_a_chunk():
     g = _generator(20)
     logits = torch.randn(8, 40_000, generator=g)

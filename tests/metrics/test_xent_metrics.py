@@ -136,12 +136,6 @@ def test_state_bytes_after_ten_samples_equal_those_after_a_million():
         torch.float32,
         pytest.param(
             torch.bfloat16,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="softmax_stats._row_statistics takes cross_entropy = log S - sum_c p_c s_c (assumes sum_c p_c "
-                "= 1) but reference_cross_entropy = -sum_c p_c log q_c; bf16 soft targets sum to 1 +- 2e-3, so the "
-                "two differ by (1 - sum_c p_c) log S although the target is its own reference",
-            ),
         ),
     ],
 )

@@ -46,6 +46,11 @@ def row_chunks(
     distribution shaped like `preds`, or None. When the class dimension is not last, the chunks are cut
     along dimension 0 before the class dimension is moved, so the copy that needs stays chunk-sized.
     """
+    if class_dim == 0:
+        # Chunks are cut along dimension 0, so a leading class dimension moves last first (one copy).
+        preds = preds.movedim(0, -1)
+        others = [o.movedim(0, -1) if o is not None and o.is_floating_point() else o for o in others]
+        class_dim = preds.ndim - 1
     num_classes = preds.shape[class_dim]
     if class_dim == preds.ndim - 1:
         flat = preds.reshape(-1, num_classes)

@@ -57,6 +57,8 @@ def check_row_maxima(name: str, row_max: Tensor, input_format: str) -> None:
         raise ValueError(f"`{name}` contains NaN ({input_format}); check the model's outputs.")
     if bad > 0:
         raise ValueError(f"`{name}` contains +inf ({input_format}); only -inf (a masked class) is allowed.")
+    if input_format == "probs":
+        raise ValueError(f"`{name}` rows must sum to 1 when given as probabilities; found a row of zeros.")
     raise ValueError(f"`{name}` has a row where every class is -inf ({input_format}): no distribution is left.")
 
 

@@ -192,6 +192,10 @@ def row_statistics(
     soft = is_soft_target(preds, target, class_dim)
     if validate_args and not soft:
         check_class_indices(target, num_classes, ignore_index)
+    if validate_args and input_format == "probs":
+        check_probability_values("preds", preds)  # before the log turns a negative value into NaN
+    if not soft and target.dtype != torch.long:
+        target = target.long()  # gather takes int64 indices only; uint8/int16 labels are legal
     reference_is_target = reference is None and soft
     if reference is not None and validate_args:
         check_floating("reference", reference)
@@ -308,7 +312,8 @@ def _row_statistics(
     else:
         counted = None
         target_probs = _checked_probabilities(target, "target", validate)
-        cross_entropy = log_partition - _masked_dot(target_probs, shifted)
+        # log S times the row's mass, not log S alone: accepted rows may sum to 1 only within rounding.
+        cross_entropy = log_partition * target_probs.sum(dim=1) - _masked_dot(target_probs, shifted)
         target_prob_dot = _row_dot(target_probs, exp_shifted) / partition
         target_square = _row_dot(target_probs, target_probs)
         correct = target_probs.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
