@@ -90,7 +90,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as error:
         if _run_mode() == RunMode.MULTIRUN:
             raise  # Hydra finishes the other jobs of the sweep, then reports this one
-        log.error(str(error))
+        print(f"xent-train: {error}", file=sys.stderr)  # Hydra's job logging goes to stdout
         sys.exit(1)
 
 

@@ -34,5 +34,10 @@ def split_indices(
             f"{n_rows} rows leave no training data with `val_fraction`={val_fraction!r} "
             f"and `test_fraction`={test_fraction!r}."
         )
+    if n_val == 0:
+        raise ValueError(
+            f"{n_rows} rows with `val_fraction`={val_fraction!r} leave an empty validation split; "
+            "raise `val_fraction` (metrics are computed on the validation split)."
+        )
     order = rng.permutation(n_rows)
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
