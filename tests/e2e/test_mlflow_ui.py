@@ -1,0 +1,141 @@
+"""What a user sees in the MLflow UI after ``xent-train``: a real server, a real run, Debian's Chromium.
+
+One 2-epoch ``xent-train`` run goes to a real ``mlflow server``; headless Chromium (driven by playwright with
+``executable_path``, nothing downloaded) then opens the pages a user would. Screenshots go to the test's tmp
+dir and to ``test-artifacts/``. MLflow 3.17's UI is a React app, so every check waits for its element.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.e2e.conftest import CHROMIUM_ARGS, FAST, run_xent_train, save_screenshot
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 2
+EXPERIMENT = "e2e-ui"
+RUN_NAME = "mlp-digits"  # what conf/logger/mlflow.yaml names a run of the default model and data
+# The React app renders slowly on 2 busy cores.
+UI_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def trained_run(chromium_executable, tracking_server, tmp_path_factory) -> dict[str, str]:
+    """A 2-epoch ``xent-train`` run logged to the tracking server; its experiment and run ids."""
+    cwd = tmp_path_factory.mktemp("ui-run")
+    run_xent_train(
+        cwd,
+        f"logger.tracking_uri={tracking_server.url}",
+        f"logger.experiment_name={EXPERIMENT}",
+        f"trainer.max_epochs={EPOCHS}",
+        *FAST,
+    )
+    client = MlflowClient(tracking_server.url)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    (run,) = client.search_runs([experiment.experiment_id])
+    return {"experiment_id": experiment.experiment_id, "run_id": run.info.run_id}
+
+
+@pytest.fixture
+def page(chromium_executable, tmp_path) -> Iterator[object]:
+    """A page in a fresh headless Chromium profile; the browser is closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium_executable,
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            viewport={"width": 1600, "height": 1100},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            yield page
+        finally:
+            context.close()
+
+
+def test_the_experiment_and_the_run_are_listed(page, tracking_server, trained_run, tmp_path):
+    page.goto(f"{tracking_server.url}/#/experiments")
+    page.get_by_role("link", name=EXPERIMENT, exact=True).wait_for()
+    save_screenshot(page, tmp_path, "ui-experiments")
+
+    page.goto(f"{tracking_server.url}/#/experiments/{trained_run['experiment_id']}/runs")
+    page.get_by_role("link", name=RUN_NAME, exact=True).wait_for()
+    save_screenshot(page, tmp_path, "ui-runs")
+
+
+@pytest.mark.parametrize("metric", ["val/cross_entropy", "val/ece"])
+def test_the_run_page_charts_the_validation_metric_once_per_epoch(page, tracking_server, trained_run, tmp_path, metric):
+    page.goto(_run_page(tracking_server.url, trained_run, "model-metrics"))
+    page.get_by_placeholder("Search metric charts").fill(metric)
+    # Each line chart's legend reads "<run name> (<metric key>)".
+    card = _chart_card(page).filter(has_text=f"{RUN_NAME} ({metric})")
+    card.wait_for()
+    points = card.locator(".scatterlayer .points path")
+    points.nth(EPOCHS - 1).wait_for()
+    save_screenshot(card, tmp_path, f"ui-chart-{metric.replace('/', '-')}")
+
+    assert points.count() == EPOCHS
+
+
+def test_the_image_grid_shows_a_reliability_diagram_for_each_epoch(page, tracking_server, trained_run, tmp_path):
+    page.goto(_run_page(tracking_server.url, trained_run, "model-metrics"))
+    page.get_by_placeholder("Search metric charts").fill("val/reliability")
+    card = _chart_card(page).filter(has=page.get_by_role("heading", name="val/reliability", exact=True))
+    card.locator("[data-component-id=fullscreen_button_chartcard]").click()
+    dialog = page.get_by_role("dialog")
+    slider = dialog.get_by_role("slider")
+    slider.wait_for()
+
+    # One image per epoch behind the step slider: the steps are the epochs.
+    assert (slider.get_attribute("aria-valuemin"), slider.get_attribute("aria-valuemax")) == ("0", str(EPOCHS - 1))
+    for epoch in range(EPOCHS):
+        if epoch > 0:
+            slider.press("ArrowRight")  # the slider stops at each logged step
+        assert slider.get_attribute("aria-valuenow") == str(epoch)
+        image = dialog.locator(f"img[src*='val~reliability%2Bstep%2B{epoch}%2B']")
+        image.wait_for()
+        image.scroll_into_view_if_needed()
+        _wait_until_decoded(image)
+        save_screenshot(page, tmp_path, f"ui-image-grid-epoch-{epoch}")
+
+        assert image.evaluate("element => element.naturalWidth") > 0
+
+
+def test_the_artifact_browser_lists_and_renders_each_epochs_reliability_diagram(
+    page, tracking_server, trained_run, tmp_path
+):
+    page.goto(_run_page(tracking_server.url, trained_run, "artifacts"))
+    page.get_by_text("images", exact=True).click()
+    for epoch in range(EPOCHS):
+        # MLflow 3 stores log_image(key="val/reliability", step=s) as images/val~reliability+step+<s>+...png
+        listed = page.get_by_text(f"val~reliability+step+{epoch}+").filter(has_text=".png").first
+        listed.click()
+        page.get_by_text(f"images/val~reliability+step+{epoch}+").first.wait_for()  # the preview's title
+        preview = page.locator("img[src^='blob:']:visible").first
+        preview.wait_for()
+        _wait_until_decoded(preview)
+        save_screenshot(page, tmp_path, f"ui-artifact-epoch-{epoch}")
+
+        assert preview.evaluate("element => element.naturalWidth") > 0
+
+
+def _run_page(url: str, run: dict[str, str], tab: str) -> str:
+    return f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}/{tab}"
+
+
+def _chart_card(page):
+    return page.get_by_test_id("experiment-view-compare-runs-card")
+
+
+def _wait_until_decoded(image) -> None:
+    image.page.wait_for_function(
+        "element => element.complete && element.naturalWidth > 0", arg=image.element_handle(), timeout=UI_TIMEOUT_MS
+    )
