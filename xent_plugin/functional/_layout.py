@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from torch import Tensor
@@ -40,33 +41,50 @@ def is_soft_target(preds: Tensor, target: Tensor, class_dim: int, name: str = "t
 def row_chunks(
     preds: Tensor, others: list[Tensor | None], class_dim: int, chunk_elements: int = CHUNK_ELEMENTS
 ) -> Iterator[tuple[Tensor, list[Tensor | None]]]:
-    """Yield `preds` as (rows, C) chunks, with each of `others` cut the same way.
+    """Yield `preds` as (rows, C) chunks of about `chunk_elements` scores, with each of `others` cut the same way.
 
-    An entry of `others` is either class indices (the shape of `preds` without the class dimension), a
-    distribution shaped like `preds`, or None. When the class dimension is not last, the chunks are cut
-    along dimension 0 before the class dimension is moved, so the copy that needs stays chunk-sized.
+    The rows are the positions of `preds` other than the class dimension, in row-major order. An entry of
+    `others` is either class indices (the shape of `preds` without the class dimension), a distribution shaped
+    like `preds`, or None. When the class dimension is last, chunks are views. Otherwise `preds` is seen as
+    (outer, C, inner) and cut into blocks of whole `outer` slices, or of part of one when a slice alone holds more
+    than a chunk; each block is copied with the class dimension moved last, so that copy stays chunk-sized.
     """
-    if class_dim == 0:
-        # Chunks are cut along dimension 0, so a leading class dimension moves last first (one copy).
-        preds = preds.movedim(0, -1)
-        others = [o.movedim(0, -1) if o is not None and o.is_floating_point() else o for o in others]
-        class_dim = preds.ndim - 1
     num_classes = preds.shape[class_dim]
+    rows_per_chunk = max(1, chunk_elements // max(num_classes, 1))
     if class_dim == preds.ndim - 1:
         flat = preds.reshape(-1, num_classes)
         flat_others = [_flatten(other, class_dim, num_classes) for other in others]
-        step = max(1, chunk_elements // max(num_classes, 1))
-        for start in range(0, flat.shape[0], step):
-            yield flat[start : start + step], [_slice(o, start, step) for o in flat_others]
+        for start in range(0, flat.shape[0], rows_per_chunk):
+            yield flat[start : start + rows_per_chunk], [_slice(o, start, rows_per_chunk) for o in flat_others]
         return
-    per_sample = max(1, preds[0].numel()) if preds.shape[0] else 1
-    step = max(1, chunk_elements // per_sample)
-    for start in range(0, preds.shape[0], step):
-        chunk = preds[start : start + step]
-        yield (
-            _flatten(chunk, class_dim, num_classes),
-            [_flatten(_slice(o, start, step), class_dim, num_classes) for o in others],
+    outer, inner = math.prod(preds.shape[:class_dim]), math.prod(preds.shape[class_dim + 1 :])
+    if outer * inner == 0:
+        return
+    if inner <= rows_per_chunk:
+        step = rows_per_chunk // inner
+        blocks = ((slice(a, a + step), slice(None)) for a in range(0, outer, step))
+    else:
+        blocks = (
+            (slice(a, a + 1), slice(b, b + rows_per_chunk))
+            for a in range(outer)
+            for b in range(0, inner, rows_per_chunk)
         )
+    for outer_part, inner_part in blocks:
+        yield (
+            _block_rows(preds, outer, inner, outer_part, inner_part),
+            [_block_rows(o, outer, inner, outer_part, inner_part) for o in others],
+        )
+
+
+def _block_rows(tensor: Tensor | None, outer: int, inner: int, outer_part: slice, inner_part: slice) -> Tensor | None:
+    """One block of an (outer, C, inner) layout as (rows, C) scores, or as the rows' class indices."""
+    if tensor is None:
+        return None
+    if tensor.is_floating_point():
+        num_classes = tensor.numel() // (outer * inner)
+        block = tensor.reshape(outer, num_classes, inner)[outer_part, :, inner_part]
+        return block.movedim(1, -1).reshape(-1, num_classes)
+    return tensor.reshape(outer, inner)[outer_part, inner_part].reshape(-1)
 
 
 def _flatten(tensor: Tensor | None, class_dim: int, num_classes: int) -> Tensor | None:

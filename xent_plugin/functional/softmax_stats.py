@@ -50,6 +50,8 @@ ACCUMULATE_DTYPE = torch.float64
 # histogram and their bookkeeping are some 30 small ops, which cost as much as a sweep when run per chunk.
 ROWS_PER_SUM = 1 << 16
 
+MIN_CHUNK_ELEMENTS = 1 << 16
+
 
 @dataclass
 class SufficientStats:
@@ -202,7 +204,7 @@ def row_statistics(
         if not is_soft_target(preds, reference, class_dim, name="reference"):
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
     use_fused = fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
-    chunk_elements = fused_pass.CHUNK_ELEMENTS if use_fused else CHUNK_ELEMENTS
+    chunk_elements = fused_pass.CHUNK_ELEMENTS if use_fused else _eager_chunk_elements(preds, class_dim, input_format)
     workspace = _Workspace()
     for scores, (target_rows, reference_rows) in row_chunks(preds, [target, reference], class_dim, chunk_elements):
         if use_fused:
@@ -229,6 +231,24 @@ def row_statistics(
             input_dtype=preds.dtype,
             workspace=workspace,
         )
+
+
+def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str) -> int:
+    """Scores per eager chunk: ``CHUNK_ELEMENTS``, or less so that the pass adds at most one logits tensor.
+
+    A hard-target chunk needs two float32 (float64 for float64 input) buffers, plus a converted copy of the chunk
+    when the input is not already rows of float32/64 scores; a small input is cut into smaller chunks so these
+    stay within its own size, down to ``MIN_CHUNK_ELEMENTS`` (below 1 MiB in all, whatever the input).
+    """
+    work_bytes = 8 if preds.dtype == ACCUMULATE_DTYPE else 4
+    converted = (
+        preds.dtype not in (torch.float32, ACCUMULATE_DTYPE)
+        or input_format == "probs"
+        or class_dim != preds.ndim - 1
+        or not preds.is_contiguous()
+    )
+    fitting = preds.numel() * preds.element_size() // (work_bytes * (2 + converted))
+    return max(MIN_CHUNK_ELEMENTS, min(CHUNK_ELEMENTS, fitting))
 
 
 @dataclass
