@@ -1,4 +1,5 @@
-"""The compiled softmax pass agrees with the eager pass, compiles once per kind of input, and falls back by itself.
+"""The compiled softmax pass agrees with the eager pass, compiles once per kind of input, and falls back by itself;
+the eager pass gives the same sums whether its chunks run on worker threads or inline.
 
 Each distinct dtype, class count or option set costs one inductor compile (seconds on 2 cores), so the cases
 share kernels: every (8-class) case runs in float32 with hard targets unless it is about another dtype or
@@ -13,7 +14,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from xent_plugin.functional import fused
+from xent_plugin.functional import fused, softmax_stats
 from xent_plugin.functional.calibration_error import _calibration_error_compute
 from xent_plugin.functional.softmax_stats import SufficientStats, row_statistics, sufficient_stats
 
@@ -180,3 +181,19 @@ def test_a_failing_compile_warns_once_and_the_eager_pass_takes_over(monkeypatch)
     assert _values(stats) == expected
     assert _values(again) == expected
     assert not fused.applies(True, logits, soft=False, has_reference=False)
+
+
+def test_eager_chunks_on_worker_threads_give_the_same_sums_as_inline(monkeypatch):
+    logits, labels = _logits(3000, 500), _labels(3000, 500)  # several chunks
+    threaded = sufficient_stats(logits, labels, n_bins=15, fused=False)
+    monkeypatch.setattr(softmax_stats, "chunk_workers", lambda preds: 1)
+    inline = sufficient_stats(logits, labels, n_bins=15, fused=False)
+    for name in ("count", "cross_entropy", "entropy", "brier", "correct", "bins"):
+        assert torch.equal(getattr(threaded, name), getattr(inline, name)), name
+
+
+def test_an_error_in_a_later_chunk_surfaces_from_the_worker_threads():
+    logits = _logits(3000, 500)
+    logits[-1, 7] = float("inf")
+    with pytest.raises(ValueError, match=r"`preds` contains \+inf"):
+        sufficient_stats(logits, _labels(3000, 500), fused=False)

@@ -15,15 +15,17 @@ set stays in cache and the result has a fixed size whatever the number of rows.
 
 Two implementations compute the per-row terms, and the tests hold them to each other:
 
-- the eager pass (:func:`_row_statistics`) walks chunks of ``CHUNK_ELEMENTS`` with two reusable chunk-sized
-  buffers and about eight sweeps per chunk (max, shift, exp, sum, one in-place product, two reductions, and an
-  amax that settles argmax ties); it handles every input;
+- the eager pass (:func:`_row_statistics`) handles every input. It cuts the rows into chunks of about
+  ``CHUNK_ELEMENTS`` scores, runs one chunk per worker thread (see :mod:`~xent_plugin.functional._layout`), and
+  makes about eight sweeps over a chunk (max, shift, exp, sum, an in-place product, two reductions, and an amax
+  that settles argmax ties) in two chunk-sized buffers that the thread reuses;
 - the fused pass (:mod:`xent_plugin.functional.fused`) compiles the hard-target case with ``torch.compile``
   into two sweeps per row and no chunk-sized temporary; ``fused=None`` chooses it for large batches.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
@@ -31,7 +33,14 @@ import torch
 from torch import Tensor
 
 from xent_plugin.functional import fused as fused_pass
-from xent_plugin.functional._layout import CHUNK_ELEMENTS, is_soft_target, normalize_class_dim, row_chunks
+from xent_plugin.functional._layout import (
+    CHUNK_ELEMENTS,
+    chunk_workers,
+    is_soft_target,
+    map_chunks,
+    normalize_class_dim,
+    row_chunks,
+)
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
     check_choice,
@@ -118,7 +127,7 @@ def sufficient_stats(
     validate_args: bool = True,
     fused: bool | None = None,
 ) -> SufficientStats:
-    """Reduce one batch to float64 sums in one pass over ``preds``.
+    """Reduce one batch to float64 sums in one pass over ``preds``; the sums carry no gradient.
 
     Args:
         preds: scores of shape (N, C), (N, C, ...) or (..., C), as logits, probabilities or log-probabilities.
@@ -204,9 +213,15 @@ def row_statistics(
         if not is_soft_target(preds, reference, class_dim, name="reference"):
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
     use_fused = fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
-    chunk_elements = fused_pass.CHUNK_ELEMENTS if use_fused else _eager_chunk_elements(preds, class_dim, input_format)
-    workspace = _Workspace()
-    for scores, (target_rows, reference_rows) in row_chunks(preds, [target, reference], class_dim, chunk_elements):
+    workers = 1 if use_fused else chunk_workers(preds)
+    chunk_elements = (
+        fused_pass.CHUNK_ELEMENTS if use_fused else _eager_chunk_elements(preds, class_dim, input_format, workers)
+    )
+    workspaces: dict[int, _Workspace] = {}  # one per thread that runs chunks, for this call only
+
+    @torch.no_grad()
+    def rows_of(chunk: tuple[Tensor, list[Tensor | None]]) -> RowStatistics:
+        scores, (target_rows, reference_rows) = chunk
         if use_fused:
             rows = _fused_row_statistics(
                 scores,
@@ -217,10 +232,8 @@ def row_statistics(
                 validate=validate_args,
             )
             if rows is not None:
-                yield rows
-                continue
-            use_fused = False  # the compiled pass failed and has warned; this chunk and the rest run eagerly
-        yield _row_statistics(
+                return rows  # else the compiled pass failed and has warned: this chunk and the rest run eagerly
+        return _row_statistics(
             to_scores(scores, input_format),
             target_rows,
             target_rows if reference_is_target else reference_rows,
@@ -229,16 +242,20 @@ def row_statistics(
             label_smoothing=label_smoothing,
             validate=validate_args,
             input_dtype=preds.dtype,
-            workspace=workspace,
+            workspace=workspaces.setdefault(threading.get_ident(), _Workspace()),
         )
 
+    chunks = row_chunks(preds, [target, reference], class_dim, chunk_elements)
+    yield from map_chunks(rows_of, chunks, workers)
 
-def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str) -> int:
+
+def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str, workers: int) -> int:
     """Scores per eager chunk: ``CHUNK_ELEMENTS``, or less so that the pass adds at most one logits tensor.
 
-    A hard-target chunk needs two float32 (float64 for float64 input) buffers, plus a converted copy of the chunk
-    when the input is not already rows of float32/64 scores; a small input is cut into smaller chunks so these
-    stay within its own size, down to ``MIN_CHUNK_ELEMENTS`` (below 1 MiB in all, whatever the input).
+    Each worker's chunk needs two float32 (float64 for float64 input) buffers; when the input is not already rows
+    of float32/64 scores, each of the up to ``2 * workers`` chunks in flight is also a converted copy, and a
+    running one a second. A small input is cut into smaller chunks so that all this stays within its own size,
+    down to ``MIN_CHUNK_ELEMENTS``.
     """
     work_bytes = 8 if preds.dtype == ACCUMULATE_DTYPE else 4
     converted = (
@@ -247,7 +264,7 @@ def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str) -> i
         or class_dim != preds.ndim - 1
         or not preds.is_contiguous()
     )
-    fitting = preds.numel() * preds.element_size() // (work_bytes * (2 + converted))
+    fitting = preds.numel() * preds.element_size() // (work_bytes * workers * (2 + 3 * converted))
     return max(MIN_CHUNK_ELEMENTS, min(CHUNK_ELEMENTS, fitting))
 
 
