@@ -10,7 +10,8 @@ calibration, accuracy) updated together:
 - Times. Every method runs once per repetition, interleaved (the order alternates), and each repetition's time
   is divided by that repetition's ``F.cross_entropy`` time; the table shows the median of those ratios. On a
   shared machine absolute times are noise, ratios taken side by side are not. "ours fused" and "ours eager" are
-  ``XentMetrics.update`` with the compiled pass forced on or off. "torchmetrics" is ``MeanMetric`` over the
+  ``XentMetrics.update`` with the compiled pass forced on or off (the eager pass runs one chunk per worker
+  thread, see ``xent_plugin/functional/_layout.py``). "torchmetrics" is ``MeanMetric`` over the
   per-sample ``F.cross_entropy(reduction="none")``, ``MulticlassCalibrationError(n_bins=15)``, and entropy,
   Brier and accuracy from one softmax, each in a ``MeanMetric`` (Brier as sum q^2 - 2 q_y + 1, the cheap way).
 - Peak memory. Each method runs in a fresh subprocess, once to warm up (and compile), then again with the

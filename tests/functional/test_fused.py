@@ -171,7 +171,7 @@ def test_a_failing_compile_warns_once_and_the_eager_pass_takes_over(monkeypatch)
     def broken_kernel(*args):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(fused, "_compiled", broken_kernel)
+    monkeypatch.setattr(fused, "_kernel", lambda *args: broken_kernel)
     logits, labels = _logits(100), _labels(100)
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler") as caught:
         stats = sufficient_stats(logits, labels, n_bins=15, fused=True)

@@ -3,27 +3,29 @@ r"""The fused pass: the per-row softmax statistics of hard-target batches as one
 The eager pass in :mod:`~xent_plugin.functional.softmax_stats` runs about eight ATen sweeps over each chunk of
 logits. Compiled by inductor, :func:`_hard_target_rows` becomes two sweeps per row (max, then exp with every sum
 at once) that read the row from L1/L2 and write only O(rows) outputs: no (rows, C) temporary at all. On a
-2-thread CPU that is about 0.4-0.5x one ``F.cross_entropy`` call, against 1-1.5x for the eager pass
-(``scripts/bench.py`` measures both).
+2-core CPU with 2 threads that is about 0.45x one ``F.cross_entropy`` call on the same logits, against 0.75-1.05x
+for the eager pass (``scripts/bench.py`` measures both).
 
 When it runs. ``fused=True`` asks for it, ``fused=False`` forbids it, and ``fused=None`` (the default everywhere)
 takes it when all of these hold:
 
 - the targets are class indices and there is no reference distribution: the hot path of classifiers and
   language models. Soft targets and references always take the eager pass;
-- the batch holds at least :data:`AUTO_MIN_ELEMENTS` scores (2**23, 32 MiB of fp32). The first compile costs
-  about 10 s with a warm inductor cache and 30-60 s cold on a 2-core CPU; a training run that streams such
-  batches earns that back within a few hundred of them, while unit tests and small validation batches never
-  trigger a compile. A test that wants the fused pass says ``fused=True``;
+- the batch holds at least :data:`AUTO_MIN_ELEMENTS` scores (2**23, 32 MiB of fp32). On a 2-core CPU the first
+  compile in a process takes 7-15 s with an empty inductor cache (up to ~35 s on a busy machine) and ~2.5 s with
+  a warm one, and each further kind of input ~2 s (0.2 s warm). A run that streams batches this large earns that
+  back within some hundred of them, while unit tests and small validation batches never trigger a compile.
+  A test that wants the fused pass says ``fused=True``;
 - :data:`MODE` is ``"auto"`` (the environment variable ``XENT_PLUGIN_FUSED=auto|on|off`` sets it at import);
   ``"on"`` treats ``None`` as True and ``"off"`` as False, which also overrides ``fused=True``;
 - ``torch.compile`` is not already tracing the caller (then the eager code is traced into the caller's graph),
   and compiling has not failed before in this process.
 
-Recompiles. The kernel is compiled with ``dynamic=True``: the number of rows and of classes are symbolic, so a
-new batch size or a last short chunk reuses it. What changes the traced code compiles once more: the input or
-target dtype, ``input_format == "probs"``, label smoothing on or off, ``ignore_index`` given or not, and the
-class count crossing a size range the kernel's tiling specialises on.
+Recompiles. The number of rows is marked dynamic (``maybe_mark_dynamic``), so a new batch size or a short last
+chunk reuses the kernel. The class count is static, as it is fixed for a model, so inductor can plan its loops
+(cascade summation above 4096 classes); each new class count compiles once, as does a new input or target
+dtype, ``input_format == "probs"``, label smoothing on or off, and ``ignore_index`` given or not, up to
+:data:`MAX_KERNELS` kinds.
 
 Falling back. Any exception from compiling or running the kernel (no C++ compiler, an unsupported backend)
 disables the fused pass for the rest of the process with one ``RuntimeWarning``, and the caller redoes the
@@ -33,7 +35,10 @@ chunk eagerly, so a genuine input error still surfaces with the eager pass's mes
 from __future__ import annotations
 
 import os
+import threading
+import types
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -46,15 +51,19 @@ if MODE not in MODES:
 
 AUTO_MIN_ELEMENTS = 1 << 23
 
-# Scores per kernel call (64 MiB of fp32). The kernel keeps no chunk-sized temporary, so this only bounds the copy
+# Scores per kernel call (64 MiB of fp32). The kernel keeps no chunk-sized temporary, so this bounds only the copy
 # that a class dimension other than the last needs; each call costs ~0.1-0.2 ms of dynamo and wrapper overhead.
+# Calls run one after another in the calling thread, each on all its OpenMP threads: inductor's CPU kernels hold
+# the GIL, so the eager pass's chunk-per-thread scheme would run them one at a time.
 CHUNK_ELEMENTS = 1 << 24
 
-# Kernels one process may compile (one per dtype, class count and option set; dynamo's default is 8).
-RECOMPILE_LIMIT = 64
+# Kinds of input (dtypes, class count, options) the process compiles a kernel for; later kinds run eagerly.
+MAX_KERNELS = 16
 
-_compiled = None
+_kernels: dict[tuple, Callable] = {}
+_kernels_lock = threading.Lock()
 _failed = False
+_warned_full = False
 
 
 class HardTargetRows(NamedTuple):
@@ -83,17 +92,21 @@ def applies(fused: bool | None, preds: Tensor, *, soft: bool, has_reference: boo
 def hard_target_rows(
     scores: Tensor, target: Tensor, *, input_format: str, ignore_index: int | None, label_smoothing: float
 ) -> HardTargetRows | None:
-    """The compiled per-row terms of a (rows, C) chunk with class-index targets; None if the fused pass failed."""
-    global _compiled, _failed
+    """The compiled per-row terms of a (rows, C) chunk with class-index targets; None where the eager pass must run.
+
+    That is after a failure (warned once, and for good) or for a new kind of input once :data:`MAX_KERNELS`
+    kernels exist (warned once).
+    """
+    global _failed
     if _failed:
         return None
     try:
-        if _compiled is None:
-            _compiled = torch.compile(_hard_target_rows, dynamic=False, fullgraph=True)
+        kernel = _kernel(scores, target, input_format, ignore_index, label_smoothing)
+        if kernel is None:
+            return None
         for tensor in (scores, target):
             torch._dynamo.maybe_mark_dynamic(tensor, 0)
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return HardTargetRows(*_compiled(scores, target, input_format, ignore_index, float(label_smoothing)))
+        return HardTargetRows(*kernel(scores, target, input_format, ignore_index, float(label_smoothing)))
     except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means: use the eager pass
         _failed = True
         warnings.warn(
@@ -106,10 +119,37 @@ def hard_target_rows(
 
 
 def reset() -> None:
-    """Forget the compiled kernel and any earlier failure (for tests and after changing torch settings)."""
-    global _compiled, _failed
-    _compiled = None
-    _failed = False
+    """Forget the compiled kernels and any earlier failure (for tests and after changing torch settings)."""
+    global _failed, _warned_full
+    with _kernels_lock:
+        _kernels.clear()
+    _failed = _warned_full = False
+
+
+def _kernel(
+    scores: Tensor, target: Tensor, input_format: str, ignore_index: int | None, label_smoothing: float
+) -> Callable | None:
+    """The compiled kernel for this kind of input, made on first use; None past :data:`MAX_KERNELS`."""
+    global _warned_full
+    kind = (scores.dtype, target.dtype, scores.shape[1], input_format == "probs", ignore_index is None)
+    kind += (label_smoothing > 0,)
+    with _kernels_lock:
+        kernel = _kernels.get(kind)
+        if kernel is None and len(_kernels) < MAX_KERNELS:
+            # A code object of its own per kind: dynamo keeps its cache and its recompile limit (8) per code object,
+            # so kinds do not use up one another's budget, and no global dynamo setting has to change.
+            code = _hard_target_rows.__code__.replace(co_name=f"_hard_target_rows_{len(_kernels)}")
+            function = types.FunctionType(code, _hard_target_rows.__globals__, code.co_name)
+            kernel = _kernels[kind] = torch.compile(function, dynamic=False, fullgraph=True)
+        elif kernel is None and not _warned_full:
+            _warned_full = True
+            warnings.warn(
+                f"xent_plugin: {MAX_KERNELS} kinds of input already have a compiled softmax pass; new kinds "
+                "(dtype, class count, options) use the eager pass.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return kernel
 
 
 def _hard_target_rows(

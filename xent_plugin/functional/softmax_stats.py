@@ -213,7 +213,7 @@ def row_statistics(
         if not is_soft_target(preds, reference, class_dim, name="reference"):
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
     use_fused = fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
-    workers = 1 if use_fused else chunk_workers(preds)
+    workers = 1 if use_fused else chunk_workers(preds)  # the compiled kernel threads itself and holds the GIL
     chunk_elements = (
         fused_pass.CHUNK_ELEMENTS if use_fused else _eager_chunk_elements(preds, class_dim, input_format, workers)
     )
