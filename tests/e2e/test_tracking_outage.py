@@ -190,11 +190,6 @@ def test_the_last_checkpoint_holds_the_final_weights(outage_run):
     assert all(torch.equal(last["state_dict"][name], value) for name, value in trained.items())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SafeMlflowWriter drops a reliability diagram whose upload fails (it warns, then forgets it); "
-    "figures are not kept and re-sent the way ResilientMLFlowLogger re-sends metric points",
-)
 def test_reliability_diagrams_of_the_outage_epochs_arrive_after_the_server_returns(outage_run):
     assert image_steps(outage_run.client, outage_run.run_id) == list(range(EPOCHS))
 

@@ -22,6 +22,9 @@ from xent_plugin.tracking.reliability_columns import (
 
 _Result = TypeVar("_Result")
 
+# Failed uploads kept for a retry; a reliability diagram is a few hundred KB, so this bounds the memory.
+MAX_KEPT = 200
+
 
 class SafeMlflowWriter:
     """Logs to one MLflow run; each failure is warned about once, recorded in :attr:`failed`, and not raised.
@@ -48,7 +51,7 @@ class SafeMlflowWriter:
         >>> writer.failed
         ['2 metrics at step 3']
         >>> print(caught[0].message)
-        MLflow logging failed, not logged: 2 metrics at step 3 (ConnectionError: tracking server is down)
+        MLflow logging failed, not logged: 2 metrics at step 3 (ConnectionError: tracking server is down); kept to retry
     """
 
     def __init__(self, client: MlflowClient, run_id: str, *, background: bool = False) -> None:
@@ -59,6 +62,7 @@ class SafeMlflowWriter:
         self._lock = threading.Lock()
         self._pending: list[Future[object]] = []
         self._executor = ThreadPoolExecutor(max_workers=1) if background else None
+        self._kept: list[tuple[str, Callable[..., object], tuple, dict]] = []
 
     def log_reliability_diagram(
         self,
@@ -94,14 +98,16 @@ class SafeMlflowWriter:
         )
 
     def submit(self, what: str, log: Callable[..., object], *args: Any, **kwargs: Any) -> None:
-        """Runs ``log(client, run_id, *args, **kwargs)``; ``what`` names what is lost if it fails."""
+        """Runs ``log(client, run_id, *args, **kwargs)``; ``what`` names what is lost if it fails.
+
+        A failed upload is kept (up to :data:`MAX_KEPT`) and tried again, in order, before the next one, so a
+        figure logged while the server was down arrives once it is back.
+        """
         if self._executor is None:
-            self._attempt(what, log, self.client, self.run_id, *args, **kwargs)
+            self._upload(what, log, args, kwargs)
         else:
             self._pending = [future for future in self._pending if not future.done()]
-            self._pending.append(
-                self._executor.submit(self._attempt, what, log, self.client, self.run_id, *args, **kwargs)
-            )
+            self._pending.append(self._executor.submit(self._upload, what, log, args, kwargs))
         self._warn_unreported()
 
     def flush(self) -> None:
@@ -111,11 +117,61 @@ class SafeMlflowWriter:
         self._warn_unreported()
 
     def close(self) -> None:
-        """Flushes and stops the worker thread."""
+        """Flushes, tries the kept uploads once more, warns about any still failing, and stops the worker."""
         self.flush()
+        self._retry_kept()
+        with self._lock:
+            lost, self._kept = self._kept, []
+        for what, *_ in lost:
+            warnings.warn(f"MLflow logging failed for good, not logged: {what}", UserWarning, stacklevel=2)
+        self._warn_unreported()
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
+
+    def _upload(self, what: str, log: Callable[..., object], args: tuple, kwargs: dict) -> None:
+        if self._retry_kept():
+            self._attempt_or_keep(what, log, args, kwargs)
+            return
+        # The server still fails on an earlier upload: keep this one too, without a second wait on it now.
+        with self._lock:
+            self.failed.append(what)
+            self._unreported.append(
+                f"MLflow logging failed, not logged: {what} (earlier uploads still fail); kept to retry"
+            )
+        self._keep(what, log, args, kwargs)
+
+    def _retry_kept(self) -> bool:
+        """Re-sends kept uploads in order; stops at the first that fails again. True when none is left."""
+        while True:
+            with self._lock:
+                if not self._kept:
+                    return True
+                what, log, args, kwargs = self._kept[0]
+            try:
+                log(self.client, self.run_id, *args, **kwargs)
+            except Exception:  # noqa: BLE001 - still unreachable; it stays kept
+                return False
+            with self._lock:
+                self._kept.pop(0)
+
+    def _attempt_or_keep(self, what: str, log: Callable[..., object], args: tuple, kwargs: dict) -> None:
+        try:
+            log(self.client, self.run_id, *args, **kwargs)
+        except Exception as error:
+            with self._lock:
+                self.failed.append(what)
+                self._unreported.append(
+                    f"MLflow logging failed, not logged: {what} ({type(error).__name__}: {error}); kept to retry"
+                )
+            self._keep(what, log, args, kwargs)
+
+    def _keep(self, what: str, log: Callable[..., object], args: tuple, kwargs: dict) -> None:
+        with self._lock:
+            if len(self._kept) < MAX_KEPT:
+                self._kept.append((what, log, args, kwargs))
+            else:
+                self._unreported.append(f"MLflow logging failed, not kept ({MAX_KEPT} already wait): {what}")
 
     def _copy_then_submit(
         self, what: str, copy: Callable[[], dict[str, object]], log: Callable[..., object], **kwargs: Any
