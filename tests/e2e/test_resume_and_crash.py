@@ -150,11 +150,6 @@ def test_after_a_resume_there_is_one_reliability_diagram_per_epoch(outcomes):
     assert image_steps(outcomes.client, run.info.run_id) == list(range(EPOCHS))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="epoch 1's validation points and diagram, logged before a Ctrl-C that came before its checkpoint, "
-    "are logged again when the resumed leg re-runs epoch 1: nothing skips (key, step) pairs the run already has",
-)
 def test_after_ctrl_c_while_an_epoch_ends_the_resumed_series_has_no_duplicates(outcomes):
     resumed = outcomes.resumed["while_epoch_ends"]
     epochs, _ = _series(outcomes.client, resumed.run, "val/cross_entropy")
@@ -162,6 +157,22 @@ def test_after_ctrl_c_while_an_epoch_ends_the_resumed_series_has_no_duplicates(o
     assert resumed.second_leg.returncode == 0, output_tail(resumed.second_leg)
     assert epochs == list(range(EPOCHS))
     assert image_steps(outcomes.client, resumed.run.info.run_id) == list(range(EPOCHS))
+    assert f"run {resumed.run.info.run_id} had them before this logger continued it" in resumed.second_leg.stderr
+
+
+@pytest.mark.parametrize("interrupt", INTERRUPTS)
+def test_after_a_resume_no_series_has_two_points_at_one_step(outcomes, interrupt):
+    run = outcomes.resumed[interrupt].run
+    # Lightning logs "epoch" beside every other key, so it has a point per logging call, some at one step.
+    keys = [key for key in run.data.metrics if key != "epoch"]
+    repeated = {}
+    for key in keys:
+        steps = [point.step for point in outcomes.client.get_metric_history(run.info.run_id, key)]
+        if len(steps) != len(set(steps)):
+            repeated[key] = sorted(steps)
+
+    assert len(keys) > 10
+    assert repeated == {}
 
 
 def test_a_crash_exits_non_zero_and_says_why_on_stderr(outcomes):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xent_plugin.tracking.mlflow_artifacts import log_reliability_diagram, log_reliability_table
+from xent_plugin.tracking.mlflow_artifacts import log_reliability_diagram, log_reliability_table, logged_image_steps
 
 # MLflow 3 stores each stepped image twice, as
 # images/<key with "/" as "~">+step+<step>+timestamp+<ms>+<uuid>.png and as ...+<uuid>+compressed.webp.
@@ -104,3 +104,19 @@ def test_diagram_with_every_option_is_logged(client, run_id, interval_table, smo
         binning="equal_mass",
     )
     assert [int(image["step"]) for image in logged_images(client, run_id) if image["kind"] == ".png"] == [4]
+
+
+def test_logged_image_steps_lists_each_key_and_step_once(client, run_id, table):
+    for key, step in [("val/reliability", 0), ("val/reliability", 4), ("test/reliability[top_label]", 4)]:
+        log_reliability_diagram(client, run_id, table, key=key, step=step)
+    client.log_dict(run_id, {"not": "an image"}, "images/notes.json")
+
+    assert logged_image_steps(client, run_id) == {
+        ("val/reliability", 0),
+        ("val/reliability", 4),
+        ("test/reliability_top_label_", 4),
+    }
+
+
+def test_logged_image_steps_of_a_run_without_images_is_empty(client, run_id):
+    assert logged_image_steps(client, run_id) == set()

@@ -128,6 +128,7 @@ def test_background_diagram_gets_copies_of_the_table_and_curve_of_the_call(monke
     monkeypatch.setattr(
         safe_mlflow_writer, "log_reliability_diagram", lambda client, run_id, **kwargs: calls.append(kwargs)
     )
+    monkeypatch.setattr(safe_mlflow_writer, "logged_image_steps", lambda client, run_id: set())
     writer = SafeMlflowWriter(None, "run-id", background=True)
     release = threading.Event()
     writer.submit("blocker", lambda client, run_id: release.wait(10))
@@ -152,6 +153,7 @@ def test_diagram_without_the_new_options_is_logged_as_before(monkeypatch, table)
     monkeypatch.setattr(
         safe_mlflow_writer, "log_reliability_diagram", lambda client, run_id, **kwargs: calls.append(kwargs)
     )
+    monkeypatch.setattr(safe_mlflow_writer, "logged_image_steps", lambda client, run_id: set())
     SafeMlflowWriter(None, "run-id").log_reliability_diagram(table, key="val", step=1, ece=0.2)
     (call,) = calls
     assert (call["smooth_curve"], call["binning"], call["ece"]) == (None, "equal_width", 0.2)
@@ -171,3 +173,27 @@ def test_table_with_intervals_and_curve_is_uploaded_through_the_writer(client, r
     writer.close()
     assert writer.failed == []
     assert artifact_paths(client, run_id, "reliability/val") == ["reliability/val/step_000006.json"]
+
+
+def test_a_writer_on_a_continued_run_skips_diagrams_the_run_already_has(client, run_id, table):
+    first = SafeMlflowWriter(client, run_id)
+    for step in (0, 1):
+        first.log_reliability_diagram(table, key="val/reliability", step=step)
+    first.close()
+
+    resumed = SafeMlflowWriter(client, run_id, background=True)
+    for step in (1, 2):
+        resumed.log_reliability_diagram(table, key="val/reliability", step=step)
+        resumed.log_reliability_diagram(table, key="val/reliability_equal_mass", step=step)
+    resumed.close()
+
+    full_size = sorted(path for path in artifact_paths(client, run_id, "images") if path.endswith(".png"))
+    steps = [(path.split("+")[0], int(path.split("+")[2])) for path in full_size]
+    assert resumed.failed == []
+    assert steps == [
+        ("images/val~reliability", 0),
+        ("images/val~reliability", 1),
+        ("images/val~reliability", 2),
+        ("images/val~reliability_equal_mass", 1),
+        ("images/val~reliability_equal_mass", 2),
+    ]

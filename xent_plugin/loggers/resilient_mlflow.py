@@ -29,6 +29,10 @@ class ResilientMLFlowLogger(MLFlowLogger):
       call after ``retry_after_s`` seconds. While the server stays down, training is not slowed by retries.
     - At the end of the run, points that still could not be sent are written to ``unsent_path`` (JSON lines,
       one MLflow metric each) and a warning says where, so nothing is silently dropped.
+    - Given the ``run_id`` of an existing run, as when training resumes from a checkpoint, it logs no point at
+      a step the run already has for that key: an epoch that was logged before the interrupt but re-run
+      after the resume (its checkpoint was never written) keeps its first points, and one warning says how
+      many were skipped. What the run had is read once per key, before this logger first sends that key.
     - For http(s) tracking URIs, MLflow's request retries default to ``http_retries`` and the timeout to
       ``http_timeout_s`` unless the environment already sets ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
       ``MLFLOW_HTTP_REQUEST_TIMEOUT``; MLflow's defaults (7 retries with exponential backoff) stall a step for
@@ -56,6 +60,8 @@ class ResilientMLFlowLogger(MLFlowLogger):
         self.unsent_path = Path(unsent_path) if unsent_path is not None else None
         self._pending: list[Any] = []
         self._next_attempt = 0.0
+        # Per key, the last step the run had before this logger sent that key; only for a continued run.
+        self._logged_before: dict[str, int | None] | None = {} if self._run_id is not None else None
         if str(self._tracking_uri).startswith(("http://", "https://")):
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_retries))
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(http_timeout_s)))
@@ -133,6 +139,8 @@ class ResilientMLFlowLogger(MLFlowLogger):
         try:
             client = self._client_or_raise()
             run_id = self._run_id
+            if self._logged_before is not None:
+                self._drop_steps_the_run_has(client, run_id)
             while self._pending:
                 batch = self._pending[:MAX_METRICS_PER_BATCH]
                 client.log_batch(run_id=run_id, metrics=batch, **self._log_batch_kwargs)
@@ -140,6 +148,29 @@ class ResilientMLFlowLogger(MLFlowLogger):
         except Exception as error:  # noqa: BLE001
             self._next_attempt = time.monotonic() + self.retry_after_s
             self._warn(f"{what}; {len(self._pending)} points are kept and will be re-sent", error)
+
+    def _drop_steps_the_run_has(self, client: Any, run_id: str) -> None:
+        for key in {metric.key for metric in self._pending} - self._logged_before.keys():
+            history = client.get_metric_history(run_id, key)
+            self._logged_before[key] = max((point.step for point in history), default=None)
+        kept = [metric for metric in self._pending if not self._run_has(metric)]
+        skipped = [metric for metric in self._pending if self._run_has(metric)]
+        if skipped:
+            keys = dict.fromkeys(metric.key for metric in skipped)
+            steps = sorted({metric.step for metric in skipped})
+            warnings.warn(
+                f"ResilientMLFlowLogger: not logging {len(skipped)} point{'s' * (len(skipped) > 1)} again "
+                f"({_preview(keys)} at step "
+                f"{', '.join(map(str, steps))}): run {run_id} had them before this logger continued it, as "
+                "after a resume from an earlier checkpoint; their first values are kept.",
+                UserWarning,
+                stacklevel=4,
+            )
+        self._pending = kept
+
+    def _run_has(self, metric: Any) -> bool:
+        last_step = self._logged_before[metric.key]
+        return last_step is not None and metric.step <= last_step
 
     def _client_or_raise(self) -> Any:
         return MLFlowLogger.experiment.fget(self)

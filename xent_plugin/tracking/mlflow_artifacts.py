@@ -24,6 +24,8 @@ from xent_plugin.tracking.reliability_diagram import figure_to_image, reliabilit
 
 # The characters MlflowClient.log_image accepts in a key; it raises ValueError on any other.
 _UNSUPPORTED_KEY_CHARACTERS = re.compile(r"[^a-zA-Z0-9_\-./ ]")
+# The full-size image of a log_image(key=..., step=...) call, with "/" in the key stored as "~".
+_IMAGE_PATH = re.compile(r"^images/(?P<key>.+)\+step\+(?P<step>\d+)\+timestamp\+.*\.png$")
 
 
 def mlflow_key(key: str) -> str:
@@ -34,6 +36,24 @@ def mlflow_key(key: str) -> str:
         'val/reliability_top_label_'
     """
     return _UNSUPPORTED_KEY_CHARACTERS.sub("_", key)
+
+
+def logged_image_steps(client: MlflowClient, run_id: str) -> set[tuple[str, int]]:
+    """The ``(key, step)`` pairs of the images that ``log_image(key=..., step=...)`` has logged to the run.
+
+    Example:
+        >>> from unittest.mock import Mock
+        >>> from mlflow.entities import FileInfo
+        >>> client = Mock(spec=MlflowClient)
+        >>> client.list_artifacts.return_value = [
+        ...     FileInfo("images/val~reliability+step+3+timestamp+1700000000000+ab12.png", False, 10),
+        ...     FileInfo("images/val~reliability+step+3+timestamp+1700000000000+ab12+compressed.webp", False, 2),
+        ... ]
+        >>> logged_image_steps(client, "run-id")
+        {('val/reliability', 3)}
+    """
+    matches = (_IMAGE_PATH.match(item.path) for item in client.list_artifacts(run_id, "images"))
+    return {(match["key"].replace("~", "/"), int(match["step"])) for match in matches if match}
 
 
 def log_reliability_diagram(

@@ -11,7 +11,12 @@ from typing import Any, TypeVar
 
 from mlflow.tracking import MlflowClient
 
-from xent_plugin.tracking.mlflow_artifacts import log_reliability_diagram, log_reliability_table
+from xent_plugin.tracking.mlflow_artifacts import (
+    log_reliability_diagram,
+    log_reliability_table,
+    logged_image_steps,
+    mlflow_key,
+)
 from xent_plugin.tracking.mlflow_metrics import log_metrics_batched
 from xent_plugin.tracking.reliability_columns import (
     ReliabilityTable,
@@ -35,6 +40,9 @@ class SafeMlflowWriter:
     :meth:`flush` or :meth:`close`: a warning raised in a worker thread can be missed by warning filters and
     by ``pytest.warns``, which are per-process state read while the warning is raised. After :meth:`close`,
     calls run in the caller's thread.
+
+    A diagram whose key and step the run already had when this writer first uploaded a diagram is not logged
+    again: a run resumed from a checkpoint older than its last logged epoch keeps one image per step.
 
     Args:
         client: the client to log with.
@@ -63,6 +71,7 @@ class SafeMlflowWriter:
         self._pending: list[Future[object]] = []
         self._executor = ThreadPoolExecutor(max_workers=1) if background else None
         self._kept: list[tuple[str, Callable[..., object], tuple, dict]] = []
+        self._images_before: set[tuple[str, int]] | None = None
 
     def log_reliability_diagram(
         self,
@@ -77,7 +86,9 @@ class SafeMlflowWriter:
         """:func:`~xent_plugin.tracking.mlflow_artifacts.log_reliability_diagram`, without raising."""
         what = f"reliability diagram {key!r} at step {step}"
         copies = partial(_reliability_copies, table, smooth_curve)
-        self._copy_then_submit(what, copies, log_reliability_diagram, key=key, step=step, ece=ece, binning=binning)
+        self._copy_then_submit(
+            what, copies, self._log_diagram_the_run_lacks, key=key, step=step, ece=ece, binning=binning
+        )
 
     def log_reliability_table(
         self, table: ReliabilityTable, *, key: str, step: int, smooth_curve: SmoothCurve | None = None
@@ -128,6 +139,14 @@ class SafeMlflowWriter:
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
+
+    def _log_diagram_the_run_lacks(
+        self, client: MlflowClient, run_id: str, *, key: str, step: int, **diagram: Any
+    ) -> None:
+        if self._images_before is None:
+            self._images_before = logged_image_steps(client, run_id)
+        if (mlflow_key(key), step) not in self._images_before:
+            log_reliability_diagram(client, run_id, key=key, step=step, **diagram)
 
     def _upload(self, what: str, log: Callable[..., object], args: tuple, kwargs: dict) -> None:
         if self._retry_kept():
