@@ -1,6 +1,8 @@
+import json
 import socket
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,25 +177,38 @@ def test_table_with_intervals_and_curve_is_uploaded_through_the_writer(client, r
     assert artifact_paths(client, run_id, "reliability/val") == ["reliability/val/step_000006.json"]
 
 
-def test_a_writer_on_a_continued_run_skips_diagrams_the_run_already_has(client, run_id, table):
+def test_a_writer_on_a_continued_run_skips_diagrams_and_tables_the_run_already_has(client, run_id, table, tmp_path):
     first = SafeMlflowWriter(client, run_id)
     for step in (0, 1):
         first.log_reliability_diagram(table, key="val/reliability", step=step)
+        first.log_reliability_table(table, key="val/reliability", step=step)
     first.close()
 
     resumed = SafeMlflowWriter(client, run_id, background=True)
+    changed = {**table, "accuracy": [0.0] * 5}
     for step in (1, 2):
-        resumed.log_reliability_diagram(table, key="val/reliability", step=step)
-        resumed.log_reliability_diagram(table, key="val/reliability_equal_mass", step=step)
+        for key in ("val/reliability", "val/reliability_equal_mass"):
+            resumed.log_reliability_diagram(changed, key=key, step=step)
+            resumed.log_reliability_table(changed, key=key, step=step)
     resumed.close()
 
     full_size = sorted(path for path in artifact_paths(client, run_id, "images") if path.endswith(".png"))
-    steps = [(path.split("+")[0], int(path.split("+")[2])) for path in full_size]
     assert resumed.failed == []
-    assert steps == [
+    assert [(path.split("+")[0], int(path.split("+")[2])) for path in full_size] == [
         ("images/val~reliability", 0),
         ("images/val~reliability", 1),
         ("images/val~reliability", 2),
         ("images/val~reliability_equal_mass", 1),
         ("images/val~reliability_equal_mass", 2),
     ]
+    tables = {
+        key: [
+            json.loads(Path(client.download_artifacts(run_id, item.path, tmp_path)).read_text())["bins"]["accuracy"]
+            for item in client.list_artifacts(run_id, f"reliability/{key}")
+        ]
+        for key in ("val/reliability", "val/reliability_equal_mass")
+    }
+    assert tables == {
+        "val/reliability": [[None, 0.5, None, 1.0, 0.5], [None, 0.5, None, 1.0, 0.5], [0.0] * 5],
+        "val/reliability_equal_mass": [[0.0] * 5, [0.0] * 5],
+    }

@@ -26,6 +26,7 @@ from xent_plugin.tracking.reliability_diagram import figure_to_image, reliabilit
 _UNSUPPORTED_KEY_CHARACTERS = re.compile(r"[^a-zA-Z0-9_\-./ ]")
 # The full-size image of a log_image(key=..., step=...) call, with "/" in the key stored as "~".
 _IMAGE_PATH = re.compile(r"^images/(?P<key>.+)\+step\+(?P<step>\d+)\+timestamp\+.*\.png$")
+_TABLE_NAME = re.compile(r"step_(?P<step>\d+)\.json$")
 
 
 def mlflow_key(key: str) -> str:
@@ -54,6 +55,24 @@ def logged_image_steps(client: MlflowClient, run_id: str) -> set[tuple[str, int]
     """
     matches = (_IMAGE_PATH.match(item.path) for item in client.list_artifacts(run_id, "images"))
     return {(match["key"].replace("~", "/"), int(match["step"])) for match in matches if match}
+
+
+def logged_table_steps(client: MlflowClient, run_id: str, key: str) -> set[int]:
+    """The steps at which :func:`log_reliability_table` has logged a table of ``key`` to the run.
+
+    Example:
+        >>> from unittest.mock import Mock
+        >>> from mlflow.entities import FileInfo
+        >>> client = Mock(spec=MlflowClient)
+        >>> client.list_artifacts.return_value = [FileInfo("reliability/val/reliability/step_000003.json", False, 9)]
+        >>> logged_table_steps(client, "run-id", "val/reliability")
+        {3}
+        >>> client.list_artifacts.call_args.args
+        ('run-id', 'reliability/val/reliability')
+    """
+    listed = client.list_artifacts(run_id, f"reliability/{mlflow_key(key)}")
+    matches = (_TABLE_NAME.search(item.path) for item in listed if not item.is_dir)
+    return {int(match["step"]) for match in matches if match}
 
 
 def log_reliability_diagram(

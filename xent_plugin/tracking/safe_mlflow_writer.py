@@ -15,6 +15,7 @@ from xent_plugin.tracking.mlflow_artifacts import (
     log_reliability_diagram,
     log_reliability_table,
     logged_image_steps,
+    logged_table_steps,
     mlflow_key,
 )
 from xent_plugin.tracking.mlflow_metrics import log_metrics_batched
@@ -41,8 +42,9 @@ class SafeMlflowWriter:
     by ``pytest.warns``, which are per-process state read while the warning is raised. After :meth:`close`,
     calls run in the caller's thread.
 
-    A diagram whose key and step the run already had when this writer first uploaded a diagram is not logged
-    again: a run resumed from a checkpoint older than its last logged epoch keeps one image per step.
+    A diagram or table whose key and step the run already had before this writer first uploaded one of that
+    kind (for tables, of that key) is not logged again: a run resumed from a checkpoint older than its last
+    logged epoch keeps one image and one table per step, those of the first time the step was logged.
 
     Args:
         client: the client to log with.
@@ -72,6 +74,7 @@ class SafeMlflowWriter:
         self._executor = ThreadPoolExecutor(max_workers=1) if background else None
         self._kept: list[tuple[str, Callable[..., object], tuple, dict]] = []
         self._images_before: set[tuple[str, int]] | None = None
+        self._tables_before: dict[str, set[int]] = {}
 
     def log_reliability_diagram(
         self,
@@ -96,7 +99,7 @@ class SafeMlflowWriter:
         """:func:`~xent_plugin.tracking.mlflow_artifacts.log_reliability_table`, without raising."""
         what = f"reliability table {key!r} at step {step}"
         copies = partial(_reliability_copies, table, smooth_curve)
-        self._copy_then_submit(what, copies, log_reliability_table, key=key, step=step)
+        self._copy_then_submit(what, copies, self._log_table_the_run_lacks, key=key, step=step)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """:func:`~xent_plugin.tracking.mlflow_metrics.log_metrics_batched`, without raising."""
@@ -147,6 +150,12 @@ class SafeMlflowWriter:
             self._images_before = logged_image_steps(client, run_id)
         if (mlflow_key(key), step) not in self._images_before:
             log_reliability_diagram(client, run_id, key=key, step=step, **diagram)
+
+    def _log_table_the_run_lacks(self, client: MlflowClient, run_id: str, *, key: str, step: int, **table: Any) -> None:
+        if key not in self._tables_before:
+            self._tables_before[key] = logged_table_steps(client, run_id, key)
+        if step not in self._tables_before[key]:
+            log_reliability_table(client, run_id, key=key, step=step, **table)
 
     def _upload(self, what: str, log: Callable[..., object], args: tuple, kwargs: dict) -> None:
         if self._retry_kept():
