@@ -153,8 +153,9 @@ class ResilientMLFlowLogger(MLFlowLogger):
         for key in {metric.key for metric in self._pending} - self._logged_before.keys():
             history = client.get_metric_history(run_id, key)
             self._logged_before[key] = max((point.step for point in history), default=None)
-        kept = [metric for metric in self._pending if not self._run_has(metric)]
-        skipped = [metric for metric in self._pending if self._run_has(metric)]
+        kept, skipped = [], []
+        for metric in self._pending:
+            (skipped if self._run_has(metric) else kept).append(metric)
         if skipped:
             keys = dict.fromkeys(metric.key for metric in skipped)
             steps = sorted({metric.step for metric in skipped})
