@@ -23,7 +23,14 @@ class InMemoryDataModule(pl.LightningDataModule):
     task: str = "multiclass"
     num_classes: int
 
-    def __init__(self, batch_size: int, seed: int, num_workers: int, val_fraction: float, test_fraction: float) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+    ) -> None:
         super().__init__()
         check_int_at_least("batch_size", batch_size, 1)
         check_int_at_least("seed", seed, 0)

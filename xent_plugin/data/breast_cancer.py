@@ -32,16 +32,6 @@ class BreastCancerDataModule(InMemoryDataModule):
     input_shape = (30,)
     input_dim = 30
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        seed: int = 0,
-        num_workers: int = 0,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.2,
-    ) -> None:
-        super().__init__(batch_size, seed, num_workers, val_fraction, test_fraction)
-
     def build_columns(self) -> dict[str, Tensor]:
         table = load_breast_cancer()
         return {

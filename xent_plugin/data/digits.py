@@ -31,16 +31,6 @@ class DigitsDataModule(InMemoryDataModule):
     input_shape = (1, 8, 8)
     input_dim = 64
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        seed: int = 0,
-        num_workers: int = 0,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.2,
-    ) -> None:
-        super().__init__(batch_size, seed, num_workers, val_fraction, test_fraction)
-
     def build_columns(self) -> dict[str, Tensor]:
         digits = load_digits()
         # Pixel values are integer counts in 0..16 (4x4 blocks of a 32x32 bitmap).
