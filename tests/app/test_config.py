@@ -9,8 +9,8 @@ import pytorch_lightning as pl
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 
-from xent_plugin.config import CONFIG_DIR, compose_config
-from xent_plugin.config_validation import ConfigError, check_datamodule_matches, check_train_config
+from xent_plugin.app.config import CONFIG_DIR, compose_config
+from xent_plugin.app.config_validation import ConfigError, check_datamodule_matches, check_train_config
 from xent_plugin.metrics import XentMetrics
 
 MODELS = ("logreg", "mlp", "cnn", "gru", "transformer")
@@ -106,8 +106,8 @@ def test_a_misspelled_key_fails_while_composing_and_says_how_to_add_one(tmp_path
 def test_the_default_run_is_an_mlp_on_digits_on_cpu_logging_to_sqlite_under_the_start_directory(tmp_path):
     cfg = compose(tmp_path)
 
-    assert cfg.model.net._target_ == "xent_plugin.models.MLP"
-    assert cfg.data.datamodule._target_ == "xent_plugin.data.DigitsDataModule"
+    assert cfg.model.net._target_ == "xent_plugin.app.models.MLP"
+    assert cfg.data.datamodule._target_ == "xent_plugin.app.data.DigitsDataModule"
     assert cfg.trainer.accelerator == "cpu"
     assert cfg.trainer.enable_progress_bar is True
     assert cfg.logger.tracking_uri == f"sqlite:///{cfg.paths.work_dir}/mlflow.db"

@@ -6,7 +6,7 @@ import pytest
 import pytorch_lightning as pl
 from hydra.types import RunMode
 
-from xent_plugin.config_validation import (
+from xent_plugin.app.config_validation import (
     ConfigError,
     check_strategy_fits_run_mode,
     check_target_arguments,
@@ -74,13 +74,13 @@ def test_keywords_a_class_forwards_to_its_base_are_checked_against_the_base():
 
 
 def test_a_target_that_cannot_be_imported_is_named():
-    (problem,) = check_target_arguments("data.datamodule", {"_target_": "xent_plugin.data.NoSuchData"})
+    (problem,) = check_target_arguments("data.datamodule", {"_target_": "xent_plugin.app.data.NoSuchData"})
 
-    assert problem.startswith("data.datamodule._target_: cannot import 'xent_plugin.data.NoSuchData'")
+    assert problem.startswith("data.datamodule._target_: cannot import 'xent_plugin.app.data.NoSuchData'")
 
 
 def test_the_optimizer_learning_rate_is_checked_before_training(tmp_path):
-    from xent_plugin.config import compose_config
+    from xent_plugin.app.config import compose_config
 
     cfg = compose_config(["model.optimizer.lr=fast", "+trainer.max_epoch=3"], output_dir=tmp_path)
 

@@ -10,8 +10,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.app.xent_train_runs import FEW_BATCHES, artifact_paths, run_xent_train, runs_in, sqlite_uri
-from xent_plugin.config import compose_config
-from xent_plugin.train import train
+from xent_plugin.app.config import compose_config
+from xent_plugin.app.train import train
 
 # One preset per dataset; each runs as one job of a single sweep, so the interpreter starts once.
 EXPERIMENT_BY_DATASET = {
@@ -21,10 +21,10 @@ EXPERIMENT_BY_DATASET = {
     "markov": "markov_gru",
 }
 DATAMODULE_BY_DATASET = {
-    "digits": "xent_plugin.data.DigitsDataModule",
-    "breast_cancer": "xent_plugin.data.BreastCancerDataModule",
-    "synthetic": "xent_plugin.data.SyntheticDataModule",
-    "markov": "xent_plugin.data.MarkovDataModule",
+    "digits": "xent_plugin.app.data.DigitsDataModule",
+    "breast_cancer": "xent_plugin.app.data.BreastCancerDataModule",
+    "synthetic": "xent_plugin.app.data.SyntheticDataModule",
+    "markov": "xent_plugin.app.data.MarkovDataModule",
 }
 # Data whose batches carry the true distribution, so the monitor logs the decomposition CE = H + KL.
 WITH_REFERENCE = {"synthetic", "markov"}

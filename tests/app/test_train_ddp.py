@@ -1,6 +1,6 @@
 """DDP from the Hydra command line: two CPU processes over gloo, one MLflow run, one output directory.
 
-Started as ``python -m xent_plugin.train``, so this also covers the module form of the app, which Lightning
+Started as ``python -m xent_plugin.app.train``, so this also covers the module form of the app, which Lightning
 re-launches for rank 1 with ``-m`` as well.
 """
 

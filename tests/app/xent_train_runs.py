@@ -26,8 +26,9 @@ FEW_BATCHES = (
 def run_xent_train(
     cwd: Path, *overrides: str, as_module: bool = False, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """Run ``xent-train <overrides>`` (or ``python -m xent_plugin.train``) from ``cwd``; fail the test if it fails."""
-    program = [sys.executable, "-m", "xent_plugin.train"] if as_module else [str(XENT_TRAIN)]
+    """Run ``xent-train <overrides>`` (or ``python -m xent_plugin.app.train``) from ``cwd``; fail the test if
+    it fails."""
+    program = [sys.executable, "-m", "xent_plugin.app.train"] if as_module else [str(XENT_TRAIN)]
     result = subprocess.run(
         [*program, *overrides], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )

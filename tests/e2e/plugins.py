@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from xent_plugin.models import XentClassifier
+from xent_plugin.app.models import XentClassifier
 
 
 class LogitlessClassifier(XentClassifier):

@@ -19,9 +19,9 @@ from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
 
 from tests.e2e.conftest import epoch_at_step, finish, output_tail, start_xent_train
-from xent_plugin.config import compose_config
-from xent_plugin.config_validation import ConfigError
-from xent_plugin.train import train
+from xent_plugin.app.config import compose_config
+from xent_plugin.app.config_validation import ConfigError
+from xent_plugin.app.train import train
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
 from tests.e2e.conftest import REPO_ROOT
-from xent_plugin.loggers import ResilientMLFlowLogger
+from xent_plugin.integrations.mlflow import ResilientMLFlowLogger
 from xent_plugin.metrics import XentMetrics
 
 VOCAB = 32_000

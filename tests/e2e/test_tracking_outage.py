@@ -24,9 +24,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from tests.e2e.conftest import TrackingServer, epoch_at_step, image_steps
 from xent_plugin import XentMonitor
-from xent_plugin.data import DigitsDataModule
-from xent_plugin.loggers import ResilientMLFlowLogger
-from xent_plugin.models import MLP, XentClassifier
+from xent_plugin.app.data import DigitsDataModule
+from xent_plugin.app.models import MLP, XentClassifier
+from xent_plugin.integrations.mlflow import ResilientMLFlowLogger
 
 pytestmark = pytest.mark.slow
 

@@ -52,7 +52,7 @@ def run(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 def monitor_set():
     """XentMonitor's whole set with every extra on: XentMetrics plus the opt-in calibration estimators."""
-    from xent_plugin.callbacks.extra_metrics import build_extra_metrics
+    from xent_plugin.integrations.lightning.extra_metrics import build_extra_metrics
     from xent_plugin.metrics import XentMetrics
 
     extras = build_extra_metrics(
@@ -70,7 +70,7 @@ def monitor_set():
 
 
 def monitor_set_values(metric, extras) -> dict[str, torch.Tensor]:
-    from xent_plugin.callbacks.extra_metrics import extra_values
+    from xent_plugin.integrations.lightning.extra_metrics import extra_values
 
     return {**metric.values(), **extra_values(extras)}
 

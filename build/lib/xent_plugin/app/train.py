@@ -1,0 +1,139 @@
+"""``xent-train``: train a model chosen in ``conf/`` with XentMonitor attached, and record the run in MLflow.
+
+Examples::
+
+    xent-train                                  # an MLP on digits, on CPU, into ./mlflow.db and ./mlartifacts
+    xent-train model=cnn data=digits trainer.max_epochs=20
+    xent-train -m model=logreg,mlp,cnn          # a sweep: one MLflow run per job, all in one experiment
+    xent-train trainer=ddp trainer.devices=2    # DDP over 2 CPU processes: still one MLflow run
+    xent-train logger.tracking_uri=http://127.0.0.1:5000
+    xent-train ckpt_path=outputs/.../checkpoints/last.ckpt logger.run_id=<run id>   # resume a run
+
+Also ``python -m xent_plugin.app.train``. From Python: ``train(compose_config(["model=cnn"]))``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from xent_plugin.app.config import CONFIG_DIR, CONFIG_NAME, compose_config, register_configs
+from xent_plugin.app.config_validation import (
+    ConfigError,
+    check_datamodule_matches,
+    check_strategy_fits_run_mode,
+    check_train_config,
+)
+from xent_plugin.integrations.mlflow.run_config import log_config, summary_line
+
+__all__ = ["TrainResult", "compose_config", "main", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What one run produced: its MLflow run id (None off rank 0), final metrics and the closing line."""
+
+    run_id: str | None
+    metrics: dict[str, float]
+    summary: str | None
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Check the config, build data, model, callbacks, logger and trainer from it, then fit and test."""
+    choices = _chosen_options()
+    check_train_config(cfg, choices.get("model"), choices.get("data"))
+    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.cpu_threads is not None:
+        torch.set_num_threads(cfg.cpu_threads)
+
+    datamodule = instantiate(cfg.data.datamodule)
+    check_datamodule_matches(datamodule, cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = [instantiate(node) for node in (cfg.callbacks or {}).values() if node is not None]
+    logger = instantiate(cfg.logger)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    check_strategy_fits_run_mode(trainer, _run_mode())
+
+    log_config(logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True), _overrides())
+    with _run_marked_failed_on_error(logger):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        if cfg.test:
+            trainer.test(model, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer))
+
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+    if rank_zero_only.rank != 0:
+        return TrainResult(run_id=None, metrics=metrics, summary=None)
+    summary = summary_line(logger, cfg.logger.tracking_uri, metrics)
+    log.info(summary)
+    return TrainResult(run_id=logger.run_id, metrics=metrics, summary=summary)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except ConfigError as error:
+        if _run_mode() == RunMode.MULTIRUN:
+            raise  # Hydra finishes the other jobs of the sweep, then reports this one
+        print(f"xent-train: {error}", file=sys.stderr)  # Hydra's job logging goes to stdout
+        sys.exit(1)
+
+
+def main() -> None:
+    """The ``xent-train`` console script."""
+    register_configs()
+    _hydra_main()
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+
+def _chosen_options() -> dict[str, str]:
+    """The option picked in each config group (``{"model": "cnn", ...}``), for messages."""
+    if not HydraConfig.initialized():
+        return {}
+    return {group: str(option) for group, option in HydraConfig.get().runtime.choices.items()}
+
+
+def _run_mode() -> RunMode:
+    return HydraConfig.get().mode if HydraConfig.initialized() else RunMode.RUN
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """Test the best checkpoint when one was kept, else the weights as they are."""
+    callback = trainer.checkpoint_callback
+    return "best" if callback is not None and getattr(callback, "best_model_path", "") else None
+
+
+@contextmanager
+def _run_marked_failed_on_error(logger: MLFlowLogger) -> Iterator[None]:
+    """Lightning marks the run FAILED when fit or test raises; this covers the steps between them too."""
+    try:
+        yield
+    except BaseException:
+        if rank_zero_only.rank == 0:
+            logger.finalize("failed")
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+r"""The fused pass: the per-row softmax statistics of hard-target batches as one ``torch.compile`` kernel.
+
+The eager pass in :mod:`~xent_plugin.functional.softmax_stats` runs about eight ATen sweeps over each chunk of
+logits. Compiled by inductor, :func:`_hard_target_rows` becomes two sweeps per row (max, then exp with every sum
+at once) that read the row from L1/L2 and write only O(rows) outputs: no (rows, C) temporary at all. On a
+2-core CPU with 2 threads that is about 0.45x one ``F.cross_entropy`` call on the same logits, against 0.75-1.05x
+for the eager pass (``scripts/bench.py`` measures both).
+
+When it runs. ``fused=True`` asks for it, ``fused=False`` forbids it, and ``fused=None`` (the default everywhere)
+takes it when all of these hold:
+
+- the targets are class indices and there is no reference distribution: the hot path of classifiers and
+  language models. Soft targets and references always take the eager pass;
+- the batch holds at least :data:`AUTO_MIN_ELEMENTS` scores (2**23, 32 MiB of fp32). On a 2-core CPU the first
+  compile in a process takes 7-15 s with an empty inductor cache (up to ~35 s on a busy machine) and ~2.5 s with
+  a warm one, and each further kind of input ~2 s (0.2 s warm). A run that streams batches this large earns that
+  back within some hundred of them, while unit tests and small validation batches never trigger a compile.
+  A test that wants the fused pass says ``fused=True``;
+- :data:`MODE` is ``"auto"`` (the environment variable ``XENT_PLUGIN_FUSED=auto|on|off`` sets it at import);
+  ``"on"`` treats ``None`` as True and ``"off"`` as False, which also overrides ``fused=True``;
+- ``torch.compile`` is not already tracing the caller (then the eager code is traced into the caller's graph),
+  and compiling has not failed before in this process.
+
+Recompiles. The number of rows is marked dynamic (``maybe_mark_dynamic``), so a new batch size or a short last
+chunk reuses the kernel. The class count is static, as it is fixed for a model, so inductor can plan its loops
+(cascade summation above 4096 classes); each new class count compiles once, as does a new input or target
+dtype, ``input_format == "probs"``, label smoothing on or off, and ``ignore_index`` given or not, up to
+:data:`MAX_KERNELS` kinds.
+
+Falling back. Any exception from compiling or running the kernel (no C++ compiler, an unsupported backend)
+disables the fused pass for the rest of the process with one ``RuntimeWarning``, and the caller redoes the
+chunk eagerly, so a genuine input error still surfaces with the eager pass's message.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import types
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+MODES = ("auto", "on", "off")
+MODE = os.environ.get("XENT_PLUGIN_FUSED", "auto").strip().lower()
+if MODE not in MODES:
+    raise ValueError(f"XENT_PLUGIN_FUSED must be one of {MODES}, got {MODE!r}.")
+
+AUTO_MIN_ELEMENTS = 1 << 23
+
+# Scores per kernel call (64 MiB of fp32). The kernel keeps no chunk-sized temporary, so this bounds only the copy
+# that a class dimension other than the last needs; each call costs ~0.1-0.2 ms of dynamo and wrapper overhead.
+# Calls run one after another in the calling thread, each on all its OpenMP threads: inductor's CPU kernels hold
+# the GIL, so the eager pass's chunk-per-thread scheme would run them one at a time.
+CHUNK_ELEMENTS = 1 << 24
+
+# Kinds of input (dtypes, class count, options) the process compiles a kernel for; later kinds run eagerly.
+MAX_KERNELS = 16
+
+_kernels: dict[tuple, Callable] = {}
+_kernels_lock = threading.Lock()
+_failed = False
+_warned_full = False
+
+
+class HardTargetRows(NamedTuple):
+    """Per-row terms of one chunk; ``counted`` is None when no ``ignore_index`` was given."""
+
+    row_max: Tensor
+    partition: Tensor
+    counted: Tensor | None
+    cross_entropy: Tensor
+    entropy: Tensor
+    brier: Tensor
+    correct: Tensor
+
+
+def applies(fused: bool | None, preds: Tensor, *, soft: bool, has_reference: bool) -> bool:
+    """Whether a batch takes the fused pass (see the module docstring for the rules)."""
+    if soft or has_reference or _failed or MODE == "off" or torch.compiler.is_compiling():
+        return False
+    if fused is None and MODE == "on":
+        fused = True
+    if fused is None:
+        return preds.numel() >= AUTO_MIN_ELEMENTS
+    return bool(fused)
+
+
+def hard_target_rows(
+    scores: Tensor, target: Tensor, *, input_format: str, ignore_index: int | None, label_smoothing: float
+) -> HardTargetRows | None:
+    """The compiled per-row terms of a (rows, C) chunk with class-index targets; None where the eager pass must run.
+
+    That is after a failure (warned once, and for good) or for a new kind of input once :data:`MAX_KERNELS`
+    kernels exist (warned once).
+    """
+    global _failed
+    if _failed:
+        return None
+    try:
+        kernel = _kernel(scores, target, input_format, ignore_index, label_smoothing)
+        if kernel is None:
+            return None
+        for tensor in (scores, target):
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        return HardTargetRows(*kernel(scores, target, input_format, ignore_index, float(label_smoothing)))
+    except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means: use the eager pass
+        _failed = True
+        warnings.warn(
+            f"xent_plugin: the compiled softmax pass failed ({type(error).__name__}: {error}); "
+            "using the eager pass for the rest of this process.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def reset() -> None:
+    """Forget the compiled kernels and any earlier failure (for tests and after changing torch settings)."""
+    global _failed, _warned_full
+    with _kernels_lock:
+        _kernels.clear()
+    _failed = _warned_full = False
+
+
+def _kernel(
+    scores: Tensor, target: Tensor, input_format: str, ignore_index: int | None, label_smoothing: float
+) -> Callable | None:
+    """The compiled kernel for this kind of input, made on first use; None past :data:`MAX_KERNELS`."""
+    global _warned_full
+    kind = (scores.dtype, target.dtype, scores.shape[1], input_format == "probs", ignore_index is None)
+    kind += (label_smoothing > 0,)
+    with _kernels_lock:
+        kernel = _kernels.get(kind)
+        if kernel is None and len(_kernels) < MAX_KERNELS:
+            # A code object of its own per kind: dynamo keeps its cache and its recompile limit (8) per code object,
+            # so kinds do not use up one another's budget, and no global dynamo setting has to change.
+            code = _hard_target_rows.__code__.replace(co_name=f"_hard_target_rows_{len(_kernels)}")
+            function = types.FunctionType(code, _hard_target_rows.__globals__, code.co_name)
+            kernel = _kernels[kind] = torch.compile(function, dynamic=False, fullgraph=True)
+        elif kernel is None and not _warned_full:
+            _warned_full = True
+            warnings.warn(
+                f"xent_plugin: {MAX_KERNELS} kinds of input already have a compiled softmax pass; new kinds "
+                "(dtype, class count, options) use the eager pass.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return kernel
+
+
+def _hard_target_rows(
+    scores: Tensor, target: Tensor, input_format: str, ignore_index: int | None, label_smoothing: float
+) -> tuple[Tensor, ...]:
+    """The eager pass's hard-target formulas, written for the compiler: every (rows, C) term is fused away."""
+    scores = scores.to(torch.float64 if scores.dtype == torch.float64 else torch.float32)
+    if input_format == "probs":
+        scores = scores.log()
+    num_classes = scores.shape[1]
+    row_max = scores.amax(dim=1)
+    shifted = scores - row_max[:, None]
+    exp_shifted = shifted.exp()
+    partition = exp_shifted.sum(dim=1)
+    log_partition = partition.log()
+    # 0 * -inf is NaN: clamping the masked classes to the most negative finite value makes them contribute 0.
+    finite_shifted = shifted.clamp_min(torch.finfo(shifted.dtype).min)
+    entropy = log_partition - (exp_shifted * finite_shifted).sum(dim=1) / partition
+    sum_sq_prob = (exp_shifted * exp_shifted).sum(dim=1) / partition.square()
+
+    counted = None if ignore_index is None else target != ignore_index
+    safe_target = target if counted is None else torch.where(counted, target, 0)
+    target_shifted = shifted.gather(1, safe_target[:, None]).squeeze(1)
+    cross_entropy = log_partition - target_shifted
+    if label_smoothing > 0:
+        uniform_cross_entropy = log_partition - shifted.mean(dim=1)
+        cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
+    brier = sum_sq_prob - 2 * (target_shifted.exp() / partition) + 1
+    # argmax with ties to the first index, as Tensor.max(dim) breaks them: the smallest class whose shifted score
+    # is 0. Inductor fuses this min into the exp sweep; its own argmax would add a slower (value, index) sweep.
+    classes = torch.arange(num_classes, device=scores.device, dtype=target.dtype)
+    prediction = torch.where(shifted == 0, classes, num_classes).amin(dim=1)
+    correct = (prediction == safe_target).to(scores.dtype)
+    return row_max, partition, counted, cross_entropy, entropy, brier, correct

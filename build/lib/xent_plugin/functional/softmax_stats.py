@@ -1,0 +1,524 @@
+r"""The one pass over the logits that every multiclass metric reduces from.
+
+For a row of scores :math:`z` (logits, log-probabilities, or the log of probabilities) the pass computes,
+with :math:`m = \max_c z_c`, :math:`s = z - m`, :math:`S = \sum_c e^{s_c}` and :math:`q = e^{s}/S`:
+
+- cross-entropy against the target, :math:`-\sum_c p_c \log q_c = \log S - \sum_c p_c s_c`;
+- predictive entropy :math:`H(q) = \log S - \sum_c e^{s_c} s_c / S`;
+- Brier score :math:`\sum_c (q_c - p_c)^2 = \sum_c e^{2 s_c}/S^2 - 2 \sum_c p_c q_c + \sum_c p_c^2`;
+- confidence :math:`\max_c q_c = 1/S` and the top-label prediction :math:`\arg\max_c z_c`;
+- against a reference distribution :math:`r`: :math:`H(r, q)`, :math:`H(r)` and :math:`\mathrm{KL}(r \| q)`.
+
+Everything is in log space; no softmax is ever logged. A -inf score is a masked class: it gets probability 0
+and contributes 0 to every sum (0 log 0 = 0). Rows are reduced to float64 sums chunk by chunk, so the working
+set stays in cache and the result has a fixed size whatever the number of rows.
+
+Two implementations compute the per-row terms, and the tests hold them to each other:
+
+- the eager pass (:func:`_row_statistics`) handles every input. It cuts the rows into chunks of about
+  ``CHUNK_ELEMENTS`` scores, runs one chunk per worker thread (see :mod:`~xent_plugin.functional._layout`), and
+  makes about eight sweeps over a chunk (max, shift, exp, sum, an in-place product, two reductions, and an amax
+  that settles argmax ties) in two chunk-sized buffers that the thread reuses;
+- the fused pass (:mod:`xent_plugin.functional.fused`) compiles the hard-target case with ``torch.compile``
+  into two sweeps per row and no chunk-sized temporary; ``fused=None`` chooses it for large batches.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from xent_plugin.functional import fused as fused_pass
+from xent_plugin.functional._layout import (
+    CHUNK_ELEMENTS,
+    chunk_workers,
+    is_soft_target,
+    map_chunks,
+    normalize_class_dim,
+    row_chunks,
+)
+from xent_plugin.functional._validation import (
+    INPUT_FORMATS,
+    check_choice,
+    check_class_indices,
+    check_floating,
+    check_label_smoothing,
+    check_n_bins,
+    check_probability_rows,
+    check_probability_values,
+    check_row_maxima,
+)
+
+ACCUMULATE_DTYPE = torch.float64
+
+# Per-row terms are summed in batches of at least this many rows rather than chunk by chunk: the sums, the
+# histogram and their bookkeeping are some 30 small ops, which cost as much as a sweep when run per chunk.
+ROWS_PER_SUM = 1 << 16
+
+MIN_CHUNK_ELEMENTS = 1 << 16
+
+
+@dataclass
+class SufficientStats:
+    """Float64 sums from which every multiclass metric value follows; adding two of them merges batches.
+
+    ``count`` rows were counted (``ignore_index`` rows are not). The ``reference_*`` sums and ``kl`` cover
+    the rows that came with a reference distribution. ``bins`` is None or a (3, n_bins) tensor of per-bin
+    count, summed confidence and summed correctness, the top-label reliability histogram.
+    """
+
+    count: Tensor
+    cross_entropy: Tensor
+    entropy: Tensor
+    brier: Tensor
+    correct: Tensor
+    reference_count: Tensor
+    reference_cross_entropy: Tensor
+    reference_entropy: Tensor
+    kl: Tensor
+    bins: Tensor | None = None
+
+    @classmethod
+    def zeros(cls, n_bins: int | None = None, device: torch.device | str | None = None) -> SufficientStats:
+        scalars = {f.name: torch.zeros((), dtype=ACCUMULATE_DTYPE, device=device) for f in fields(cls)[:-1]}
+        bins = None if n_bins is None else torch.zeros(3, n_bins, dtype=ACCUMULATE_DTYPE, device=device)
+        return cls(**scalars, bins=bins)
+
+    def add_(self, other: SufficientStats) -> SufficientStats:
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if mine is not None and theirs is not None:
+                mine.add_(theirs)
+        return self
+
+
+def to_scores(preds: Tensor, input_format: str) -> Tensor:
+    """Scores whose softmax is the predicted distribution, in at least float32 (float64 stays float64)."""
+    compute_dtype = ACCUMULATE_DTYPE if preds.dtype == ACCUMULATE_DTYPE else torch.float32
+    scores = preds.to(compute_dtype)
+    return scores.log() if input_format == "probs" else scores
+
+
+def to_probabilities(distribution: Tensor, input_format: str) -> Tensor:
+    """The distribution as probabilities, in at least float32."""
+    compute_dtype = ACCUMULATE_DTYPE if distribution.dtype == ACCUMULATE_DTYPE else torch.float32
+    values = distribution.to(compute_dtype)
+    if input_format == "logits":
+        return values.softmax(dim=-1)
+    if input_format == "log_probs":
+        return values.exp()
+    return values
+
+
+def sufficient_stats(
+    preds: Tensor,
+    target: Tensor,
+    reference: Tensor | None = None,
+    *,
+    input_format: str = "logits",
+    class_dim: int = 1,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    n_bins: int | None = None,
+    validate_args: bool = True,
+    fused: bool | None = None,
+) -> SufficientStats:
+    """Reduce one batch to float64 sums in one pass over ``preds``; the sums carry no gradient.
+
+    Args:
+        preds: scores of shape (N, C), (N, C, ...) or (..., C), as logits, probabilities or log-probabilities.
+        target: class indices (``preds``' shape without the class dimension) or a distribution shaped like
+            ``preds``. It defines cross-entropy, Brier score and correctness.
+        reference: an optional distribution shaped like ``preds`` (the true p(y|x)) for H(r, q), H(r) and
+            KL(r || q). A soft ``target`` is its own reference when this is None.
+        input_format: ``"logits"``, ``"probs"`` or ``"log_probs"``.
+        class_dim: the class dimension of ``preds``: 1 as in ``F.cross_entropy``, or -1 for (B, T, V) tokens.
+        ignore_index: a target value that marks rows not to count.
+        label_smoothing: as in ``F.cross_entropy``; affects the cross-entropy only.
+        n_bins: when given, also the top-label reliability histogram with this many equal-width bins.
+        validate_args: check shapes, dtypes and values (cost O(rows), not O(rows x classes)).
+        fused: use the compiled pass of :mod:`~xent_plugin.functional.fused` for hard targets without a
+            reference: True always, False never, None (default) for batches of at least
+            ``fused.AUTO_MIN_ELEMENTS`` scores. It falls back to the eager pass by itself.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, float("-inf")]])
+        >>> stats = sufficient_stats(logits, torch.tensor([0, 1]))
+        >>> round((stats.cross_entropy / stats.count).item(), 4)
+        0.4315
+    """
+    if validate_args and n_bins is not None:
+        check_n_bins(n_bins)
+    totals = SufficientStats.zeros(n_bins, device=preds.device)
+    pending: list[RowStatistics] = []
+    pending_rows = 0
+    for rows in row_statistics(
+        preds,
+        target,
+        reference,
+        input_format=input_format,
+        class_dim=class_dim,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        validate_args=validate_args,
+        fused=fused,
+    ):
+        pending.append(rows)
+        pending_rows += rows.cross_entropy.numel()
+        if pending_rows >= ROWS_PER_SUM:
+            totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
+            pending, pending_rows = [], 0
+    if pending:
+        totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
+    return totals
+
+
+def row_statistics(
+    preds: Tensor,
+    target: Tensor,
+    reference: Tensor | None = None,
+    *,
+    input_format: str = "logits",
+    class_dim: int = 1,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    validate_args: bool = True,
+    fused: bool | None = None,
+) -> Iterator[RowStatistics]:
+    """The per-row statistics of :func:`sufficient_stats`, one cache-sized chunk of rows at a time.
+
+    For estimators that weight rows before summing them (a bootstrap, say); arguments as in
+    :func:`sufficient_stats`.
+    """
+    if validate_args:
+        check_choice("input_format", input_format, INPUT_FORMATS)
+        check_floating("preds", preds)
+        check_label_smoothing(label_smoothing)
+    class_dim = normalize_class_dim(preds, class_dim)
+    num_classes = preds.shape[class_dim]
+    soft = is_soft_target(preds, target, class_dim)
+    if validate_args and not soft:
+        check_class_indices(target, num_classes, ignore_index)
+    if validate_args and input_format == "probs":
+        check_probability_values("preds", preds)  # before the log turns a negative value into NaN
+    if not soft and target.dtype != torch.long:
+        target = target.long()  # gather takes int64 indices only; uint8/int16 labels are legal
+    reference_is_target = reference is None and soft
+    if reference is not None and validate_args:
+        check_floating("reference", reference)
+        if not is_soft_target(preds, reference, class_dim, name="reference"):
+            raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
+    use_fused = fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
+    workers = 1 if use_fused else chunk_workers(preds)  # the compiled kernel threads itself and holds the GIL
+    chunk_elements = (
+        fused_pass.CHUNK_ELEMENTS if use_fused else _eager_chunk_elements(preds, class_dim, input_format, workers)
+    )
+    workspaces: dict[int, _Workspace] = {}  # one per thread that runs chunks, for this call only
+
+    @torch.no_grad()
+    def rows_of(chunk: tuple[Tensor, list[Tensor | None]]) -> RowStatistics:
+        scores, (target_rows, reference_rows) = chunk
+        if use_fused:
+            rows = _fused_row_statistics(
+                scores,
+                target_rows,
+                input_format=input_format,
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+                validate=validate_args,
+            )
+            if rows is not None:
+                return rows  # else the compiled pass failed and has warned: this chunk and the rest run eagerly
+        return _row_statistics(
+            to_scores(scores, input_format),
+            target_rows,
+            target_rows if reference_is_target else reference_rows,
+            input_format=input_format,
+            ignore_index=None if soft else ignore_index,
+            label_smoothing=label_smoothing,
+            validate=validate_args,
+            input_dtype=preds.dtype,
+            workspace=workspaces.setdefault(threading.get_ident(), _Workspace()),
+        )
+
+    chunks = row_chunks(preds, [target, reference], class_dim, chunk_elements)
+    yield from map_chunks(rows_of, chunks, workers)
+
+
+def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str, workers: int) -> int:
+    """Scores per eager chunk: ``CHUNK_ELEMENTS``, or less so that the pass adds at most one logits tensor.
+
+    Each worker's chunk needs two float32 (float64 for float64 input) buffers; when the input is not already rows
+    of float32/64 scores, each of the up to ``2 * workers`` chunks in flight is also a converted copy, and a
+    running one a second. A small input is cut into smaller chunks so that all this stays within its own size,
+    down to ``MIN_CHUNK_ELEMENTS``.
+    """
+    work_bytes = 8 if preds.dtype == ACCUMULATE_DTYPE else 4
+    converted = (
+        preds.dtype not in (torch.float32, ACCUMULATE_DTYPE)
+        or input_format == "probs"
+        or class_dim != preds.ndim - 1
+        or not preds.is_contiguous()
+    )
+    fitting = preds.numel() * preds.element_size() // (work_bytes * workers * (2 + 3 * converted))
+    return max(MIN_CHUNK_ELEMENTS, min(CHUNK_ELEMENTS, fitting))
+
+
+@dataclass
+class RowStatistics:
+    """Per-row statistics of one chunk; ``counted`` is None when every row counts, else a boolean mask."""
+
+    counted: Tensor | None
+    cross_entropy: Tensor
+    entropy: Tensor
+    brier: Tensor
+    confidence: Tensor
+    correct: Tensor
+    reference_cross_entropy: Tensor | None
+    reference_entropy: Tensor | None
+    kl: Tensor | None
+
+
+def _fused_row_statistics(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    input_format: str,
+    ignore_index: int | None,
+    label_smoothing: float,
+    validate: bool,
+) -> RowStatistics | None:
+    """The hard-target rows of one chunk from the compiled pass, validated as the eager pass validates them."""
+    rows = fused_pass.hard_target_rows(
+        scores, target, input_format=input_format, ignore_index=ignore_index, label_smoothing=label_smoothing
+    )
+    if rows is None:
+        return None
+    if validate:
+        check_row_maxima("preds", rows.row_max, input_format)
+        if input_format == "probs":
+            check_probability_rows("preds", rows.partition * rows.row_max.exp(), scores.dtype)
+    return RowStatistics(
+        counted=rows.counted,
+        cross_entropy=rows.cross_entropy,
+        entropy=rows.entropy,
+        brier=rows.brier,
+        confidence=rows.partition.reciprocal(),
+        correct=rows.correct,
+        reference_cross_entropy=None,
+        reference_entropy=None,
+        kl=None,
+    )
+
+
+def _row_statistics(
+    scores: Tensor,
+    target: Tensor,
+    reference: Tensor | None,
+    *,
+    input_format: str,
+    ignore_index: int | None,
+    label_smoothing: float,
+    validate: bool,
+    input_dtype: torch.dtype,
+    workspace: _Workspace | None = None,
+) -> RowStatistics:
+    workspace = _Workspace() if workspace is None else workspace
+    row_max = scores.amax(dim=1)
+    if validate:
+        check_row_maxima("preds", row_max, input_format)
+    shifted = torch.sub(scores, row_max[:, None], out=workspace.buffer(0, scores))
+    exp_shifted = torch.exp(shifted, out=workspace.buffer(1, scores))
+    partition = exp_shifted.sum(dim=1)
+    log_partition = partition.log()
+    if validate and input_format == "probs":
+        check_probability_rows("preds", partition * row_max.exp(), input_dtype)
+
+    if target.ndim == 1:
+        counted = None if ignore_index is None else target != ignore_index
+        safe_target = target if counted is None else target.masked_fill(~counted, 0)
+        target_shifted = shifted.gather(1, safe_target[:, None]).squeeze(1)
+        cross_entropy = log_partition - target_shifted
+        target_prob_dot = target_shifted.exp() / partition
+        target_square = 1
+        correct = _is_first_maximum(shifted, safe_target, target_shifted).to(scores.dtype)
+    else:
+        counted = None
+        target_probs = _checked_probabilities(target, "target", validate)
+        # log S times the row's mass, not log S alone: accepted rows may sum to 1 only within rounding.
+        cross_entropy = log_partition * target_probs.sum(dim=1) - _masked_dot(target_probs, shifted)
+        target_prob_dot = _row_dot(target_probs, exp_shifted) / partition
+        target_square = _row_dot(target_probs, target_probs)
+        correct = target_probs.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
+    if label_smoothing > 0:
+        uniform_cross_entropy = log_partition - shifted.mean(dim=1)
+        cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
+
+    reference_cross_entropy = reference_entropy = kl = None
+    if reference is not None:
+        reference_probs = (
+            target_probs if reference is target else _checked_probabilities(reference, "reference", validate)
+        )  # a soft target that is its own reference is checked once
+        log_q = shifted - log_partition[:, None]
+        positive = reference_probs > 0
+        log_reference = torch.where(positive, reference_probs.log(), 0.0)
+        reference_cross_entropy = -torch.where(positive, reference_probs * log_q, 0.0).sum(dim=1)
+        reference_entropy = -(reference_probs * log_reference).sum(dim=1)
+        # Summing p (log p - log q) term by term, not subtracting H(p) from H(p, q), keeps KL(p || p) exactly 0;
+        # the clamp only removes rounding below the bound KL >= 0.
+        kl = torch.where(positive, reference_probs * (log_reference - log_q), 0.0).sum(dim=1).clamp_min(0)
+
+    # Last: this overwrites `shifted`.
+    entropy = log_partition - _exp_weighted_sum_(shifted, exp_shifted, scores, row_max) / partition
+    sum_sq_prob = torch.linalg.vector_norm(exp_shifted, dim=1).square() / partition.square()
+    brier = sum_sq_prob - 2 * target_prob_dot + target_square
+
+    return RowStatistics(
+        counted=counted,
+        cross_entropy=cross_entropy,
+        entropy=entropy,
+        brier=brier,
+        confidence=partition.reciprocal(),
+        correct=correct,
+        reference_cross_entropy=reference_cross_entropy,
+        reference_entropy=reference_entropy,
+        kl=kl,
+    )
+
+
+class _Workspace:
+    """Chunk-sized buffers that the eager pass reuses from chunk to chunk instead of allocating per chunk."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, Tensor] = {}
+
+    def buffer(self, slot: int, like: Tensor) -> Tensor:
+        flat = self._buffers.get(slot)
+        if flat is None or flat.numel() < like.numel() or flat.dtype != like.dtype or flat.device != like.device:
+            flat = self._buffers[slot] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+        return flat[: like.numel()].view(like.shape)
+
+
+def _is_first_maximum(shifted: Tensor, target: Tensor, target_shifted: Tensor) -> Tensor:
+    """Whether ``target`` is the argmax of each row, ties going to the first index as in ``Tensor.max(dim)``.
+
+    ``shifted`` is the row minus its maximum, so it is 0 exactly where a score equals the maximum (x - y == 0 only
+    when x == y). A full argmax costs about as much as the exp pass; instead, a row whose target scores 0 is
+    checked for another maximum with one amax, and only rows with a tie pay for an argmax.
+    """
+    hits = target_shifted == 0
+    if not bool(hits.any()):
+        return hits
+    index = target[:, None]
+    shifted.scatter_(1, index, float("-inf"))
+    tied = hits & (shifted.amax(dim=1) == 0)
+    shifted.scatter_(1, index, target_shifted[:, None])
+    if bool(tied.any()):
+        rows = tied.nonzero().squeeze(1)
+        hits[rows] = shifted[rows].argmax(dim=1) == target[rows]
+    return hits
+
+
+def _exp_weighted_sum_(shifted: Tensor, exp_shifted: Tensor, scores: Tensor, row_max: Tensor) -> Tensor:
+    """sum_c e^{s_c} s_c per row, computed in place in ``shifted``; a masked class adds 0.
+
+    A masked class has s = -inf and e^s = 0, and 0 * -inf is NaN: the rows that come out NaN are redone with
+    the masked classes clamped to the most negative finite value, so rows without masked classes pay nothing.
+    """
+    weighted = shifted.mul_(exp_shifted).sum(dim=1)
+    masked = weighted.isnan()
+    if bool(masked.any()):
+        rows = masked.nonzero().squeeze(1)
+        finite_shifted = (scores[rows] - row_max[rows, None]).clamp_min_(torch.finfo(scores.dtype).min)
+        weighted[rows] = (exp_shifted[rows] * finite_shifted).sum(dim=1)
+    return weighted
+
+
+def _checked_probabilities(distribution: Tensor, name: str, validate: bool) -> Tensor:
+    probs = to_probabilities(distribution, "probs")
+    if validate:
+        check_probability_values(name, probs)
+        check_probability_rows(name, probs.sum(dim=1), distribution.dtype)
+    return probs
+
+
+def _row_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot product (a batched ``bmm`` of 1 x C by C x 1 is several times slower on CPU)."""
+    return torch.linalg.vecdot(a, b, dim=1)
+
+
+def _masked_dot(probs: Tensor, shifted: Tensor) -> Tensor:
+    """sum_c p_c s_c with 0 * -inf = 0, and +inf where p_c > 0 meets a masked class."""
+    return torch.where(probs > 0, probs * shifted, 0.0).sum(dim=1)
+
+
+def _concatenate_rows(chunks: list[RowStatistics]) -> RowStatistics:
+    if len(chunks) == 1:
+        return chunks[0]
+    columns = {}
+    for f in fields(RowStatistics):
+        values = [getattr(chunk, f.name) for chunk in chunks]
+        columns[f.name] = None if values[0] is None else torch.cat(values)
+    return RowStatistics(**columns)
+
+
+def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
+    device = rows.cross_entropy.device
+
+    def totals(values: list[Tensor]) -> list[Tensor]:
+        stacked = torch.stack(values)
+        if rows.counted is not None:
+            # where(), not multiplication: an ignored row may hold inf, and inf * 0 is NaN.
+            stacked = torch.where(rows.counted, stacked, 0.0)
+        return list(stacked.sum(dim=1, dtype=ACCUMULATE_DTYPE).unbind())
+
+    weight = None if rows.counted is None else rows.counted.to(rows.cross_entropy.dtype)
+    count = (
+        torch.tensor(float(rows.cross_entropy.numel()), dtype=ACCUMULATE_DTYPE, device=device)
+        if weight is None
+        else weight.sum(dtype=ACCUMULATE_DTYPE)
+    )
+    cross_entropy, entropy, brier, correct = totals([rows.cross_entropy, rows.entropy, rows.brier, rows.correct])
+    has_reference = rows.kl is not None
+    if has_reference:
+        reference_cross_entropy, reference_entropy, kl = totals(
+            [rows.reference_cross_entropy, rows.reference_entropy, rows.kl]
+        )
+    else:
+        reference_cross_entropy = reference_entropy = kl = torch.zeros((), dtype=ACCUMULATE_DTYPE, device=device)
+    return SufficientStats(
+        count=count,
+        cross_entropy=cross_entropy,
+        entropy=entropy,
+        brier=brier,
+        correct=correct,
+        reference_count=count if has_reference else torch.zeros_like(count),
+        reference_cross_entropy=reference_cross_entropy,
+        reference_entropy=reference_entropy,
+        kl=kl,
+        bins=None if n_bins is None else reliability_bins(rows.confidence, rows.correct, n_bins, weight),
+    )
+
+
+def bin_index(confidence: Tensor, n_bins: int) -> Tensor:
+    """Equal-width bin of each confidence in [0, 1]; bin k is [k/n, (k+1)/n) and the last one includes 1.0."""
+    return (confidence * n_bins).long().clamp_(0, n_bins - 1)
+
+
+def reliability_bins(confidence: Tensor, correct: Tensor, n_bins: int, weight: Tensor | None = None) -> Tensor:
+    """(3, n_bins) float64 sums of count, confidence and correctness per equal-width confidence bin.
+
+    Example:
+        >>> reliability_bins(torch.tensor([0.1, 0.9, 1.0]), torch.tensor([0.0, 1.0, 1.0]), n_bins=2)
+        tensor([[1.0000, 2.0000],
+                [0.1000, 1.9000],
+                [0.0000, 2.0000]], dtype=torch.float64)
+    """
+    weight = torch.ones_like(confidence) if weight is None else weight
+    values = torch.stack([weight, confidence * weight, correct * weight]).to(ACCUMULATE_DTYPE)
+    bins = torch.zeros(3, n_bins, dtype=ACCUMULATE_DTYPE, device=confidence.device)
+    return bins.index_add_(1, bin_index(confidence, n_bins), values)

@@ -1,0 +1,371 @@
+"""XentMonitor: one callback that logs device-synced cross-entropy, KL and calibration to Lightning's loggers."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import MLFlowLogger
+from torch import Tensor
+from torchmetrics import Metric
+
+from xent_plugin.integrations.lightning.exact_once import SampleBudget
+from xent_plugin.integrations.lightning.extra_metrics import build_extra_metrics, extra_values
+from xent_plugin.integrations.lightning.prediction_source import Extract, Predictions, PredictionSource
+from xent_plugin.integrations.mlflow.safe_writer import SafeMlflowWriter
+from xent_plugin.metrics.base import synced_together
+from xent_plugin.metrics.xent_metrics import XentMetrics
+
+STAGE_PREFIXES = {"train": "train", "validate": "val", "test": "test"}
+NAN_POLICIES = ("raise", "warn")
+
+
+class XentMonitor(Callback):
+    r"""Logs cross-entropy, entropy, KL, Brier score, accuracy and calibration, synced across devices.
+
+    Attach it to a Trainer; the LightningModule only has to return its predictions from
+    ``validation_step`` / ``test_step`` (and ``training_step`` when ``log_train=True``) as a dict with
+    ``"logits"`` (or ``"probs"``), ``"target"`` and, where the true distribution is known, ``"reference"``::
+
+        trainer = Trainer(logger=MLFlowLogger(tracking_uri="sqlite:///mlflow.db"), callbacks=[XentMonitor()])
+
+    Per validation and test epoch it logs, under ``val/`` and ``test/``: ``cross_entropy``, ``entropy``,
+    ``brier_score``, ``accuracy``, ``ece``, ``mce``, ``rmsce``, ``perplexity`` (multiclass), and with a reference
+    the decomposition ``reference_cross_entropy`` = ``reference_entropy`` + ``kl``. Scalars go through
+    ``pl_module.log``, so every Lightning logger gets them and ``ModelCheckpoint`` / ``EarlyStopping`` can
+    monitor them. Every attached ``MLFlowLogger`` also gets, from rank 0 and per epoch, a reliability diagram
+    (``log_image`` with ``step=epoch``, so the UI shows a step slider) and the reliability table as JSON.
+
+    Under DDP each rank accumulates locally — no collective per step — and ``compute`` is a single float64
+    sum all-reduce at epoch end. Samples that ``DistributedSampler`` repeats to pad the last batch are
+    dropped (see :mod:`xent_plugin.integrations.lightning.exact_once`), so the logged values equal a single-device run.
+
+    Args:
+        task: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+        n_bins: reliability histogram bins.
+        class_dim: class dimension of multiclass predictions: 1, or -1 for the token layout (B, T, V).
+        ignore_index: target value not to count (padding tokens).
+        num_labels: number of labels, for multilabel.
+        calibration_mode: ``"top_label"`` or ``"positive"`` for binary tasks.
+        preds_keys, target_key, reference_key: where to read the step's returned dict; ``preds_keys`` maps an
+            input format to its key (default ``{"logits": "logits", "probs": "probs", "log_probs": "log_probs"}``).
+        extract: ``extract(outputs, batch) -> (preds, target[, reference])`` for any other output; its preds are
+            read as ``input_format``.
+        input_format: the format of ``extract``'s preds.
+        log_train: also accumulate training batches and log the synced epoch value under ``train/``.
+        train_every_n_steps: with ``log_train``, also log running values every N batches (``train/<name>_step``).
+            They are rank 0's own values unless ``sync_train_steps=True``, which costs one all-reduce each time.
+        log_figures: send reliability diagrams and tables to MLflow loggers.
+        upload_in_background: render and upload figures in a background thread on rank 0.
+        nan_policy: ``"raise"`` stops at a batch with NaN or +inf predictions, naming it; ``"warn"`` skips and
+            counts such batches (logged as ``<stage>/skipped_batches``).
+        validate_args: check every batch's shapes and values (O(rows)).
+        calibration_estimators: also log ``adaptive_ece`` (equal-mass bins, with ``adaptive_ece_bound``),
+            ``adaptive_rmsce``, ``debiased_rmsce`` and ``smooth_ece``, draw the smooth reliability curve with its
+            band, and log an equal-mass reliability diagram (``<stage>/reliability_equal_mass``).
+        bootstrap_replicates: with B replicates, log streaming Poisson-bootstrap 95% intervals
+            ``cross_entropy_lower/upper``, ``accuracy_lower/upper``, ``ece_lower/upper`` and draw per-bin CI
+            whiskers. Multiclass only.
+        temperature_scan: log the best ``temperature``, the ``calibrated_nll`` at it and ``miscalibration``
+            (cross-entropy minus calibrated NLL: the nats that temperature scaling alone would remove).
+            Multiclass only.
+
+    Every extra keeps fixed-size sum state and joins the same single all-reduce at epoch end. See
+    ``docs/calibration.md`` for when to prefer which estimator.
+
+    Example:
+        >>> monitor = XentMonitor(n_bins=10)
+        >>> monitor.state_key
+        "XentMonitor{'task': 'multiclass', 'n_bins': 10, 'preds_keys': None, 'target_key': 'target'}"
+    """
+
+    def __init__(
+        self,
+        task: str = "multiclass",
+        n_bins: int = 15,
+        class_dim: int = 1,
+        ignore_index: int | None = None,
+        num_labels: int | None = None,
+        calibration_mode: str = "top_label",
+        preds_keys: Mapping[str, str] | None = None,
+        target_key: str = "target",
+        reference_key: str = "reference",
+        extract: Extract | None = None,
+        input_format: str = "logits",
+        log_train: bool = False,
+        train_every_n_steps: int | None = None,
+        sync_train_steps: bool = False,
+        log_figures: bool = True,
+        upload_in_background: bool = True,
+        nan_policy: str = "raise",
+        validate_args: bool = True,
+        calibration_estimators: bool = False,
+        bootstrap_replicates: int | None = None,
+        temperature_scan: bool = False,
+    ) -> None:
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"`nan_policy` must be one of {NAN_POLICIES}, got {nan_policy!r}.")
+        if train_every_n_steps is not None and (not isinstance(train_every_n_steps, int) or train_every_n_steps < 1):
+            raise ValueError(f"`train_every_n_steps` must be a positive int or None, got {train_every_n_steps!r}.")
+        self.metric_options = dict(
+            task=task,
+            n_bins=n_bins,
+            class_dim=class_dim,
+            ignore_index=ignore_index,
+            num_labels=num_labels,
+            calibration_mode=calibration_mode,
+            input_format=input_format,
+            validate_args=validate_args,
+        )
+        self.metrics = {stage: XentMetrics(**self.metric_options, sync_on_compute=False) for stage in STAGE_PREFIXES}
+        self.extra_options = dict(
+            calibration_estimators=calibration_estimators,
+            bootstrap_replicates=bootstrap_replicates,
+            temperature_scan=temperature_scan,
+        )
+        self.extras = {
+            stage: build_extra_metrics(
+                task=task,
+                n_bins=n_bins,
+                class_dim=class_dim,
+                ignore_index=ignore_index,
+                input_format=input_format,
+                calibration_mode=calibration_mode,
+                **self.extra_options,
+            )
+            for stage in STAGE_PREFIXES
+        }
+        self.source = PredictionSource(preds_keys, target_key, reference_key, extract, input_format)
+        self.log_train = log_train
+        self.train_every_n_steps = train_every_n_steps
+        self.sync_train_steps = sync_train_steps
+        self.log_figures = log_figures
+        self.upload_in_background = upload_in_background
+        self.nan_policy = nan_policy
+        self.skipped_batches = dict.fromkeys(STAGE_PREFIXES, 0)
+        self.budgets = {stage: SampleBudget() for stage in STAGE_PREFIXES}
+        self.writers: dict[int, SafeMlflowWriter] = {}
+        self._state_key_fields = dict(task=task, n_bins=n_bins, preds_keys=preds_keys, target_key=target_key)
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(**self._state_key_fields)
+
+    # ---- Lightning hooks -------------------------------------------------------------------------------
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for stage, metric in self.metrics.items():
+            metric.to(pl_module.device)
+            for extra in self.extras[stage].values():
+                extra.to(pl_module.device)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.log_train:
+            self._start_epoch("train", trainer.train_dataloader)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.log_train:
+            return
+        self._update("train", outputs, batch, batch_idx, 0)
+        if self.train_every_n_steps and (batch_idx + 1) % self.train_every_n_steps == 0:
+            self._log_running_train_values(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.log_train:
+            self._end_epoch("train", trainer, pl_module)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._start_epoch("validate", trainer.val_dataloaders)
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not trainer.sanity_checking:
+            self._update("validate", outputs, batch, batch_idx, dataloader_idx)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._end_epoch("validate", trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_epoch("test", trainer.test_dataloaders)
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._update("test", outputs, batch, batch_idx, dataloader_idx)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._end_epoch("test", trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": {stage: metric.state_dict() for stage, metric in self.metrics.items()},
+            "extras": {stage: {n: m.state_dict() for n, m in extras.items()} for stage, extras in self.extras.items()},
+            "skipped_batches": dict(self.skipped_batches),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for stage, metric_state in state_dict["metrics"].items():
+            self.metrics[stage].load_state_dict(metric_state)
+        for stage, extras in state_dict.get("extras", {}).items():
+            for name, extra_state in extras.items():
+                if name in self.extras[stage]:
+                    self.extras[stage][name].load_state_dict(extra_state)
+        self.skipped_batches.update(state_dict["skipped_batches"])
+
+    # ---- one batch in, one epoch out -------------------------------------------------------------------
+
+    def _start_epoch(self, stage: str, dataloaders: object) -> None:
+        self.metrics[stage].reset()
+        for extra in self.extras[stage].values():
+            extra.reset()
+        self.skipped_batches[stage] = 0
+        self.budgets[stage].reset(dataloaders)
+
+    def _update(self, stage: str, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        predictions = self.source.read(outputs, batch, stage)
+        rows = self.budgets[stage].rows_to_keep(dataloader_idx, predictions.preds.shape[0])
+        if rows == 0:
+            return
+        if rows < predictions.preds.shape[0]:
+            predictions = predictions.head(rows)
+        metric = self.metrics[stage]
+        metric.input_format = predictions.input_format
+        try:
+            metric.update(predictions.preds, predictions.target, reference=predictions.reference)
+            for extra in self.extras[stage].values():
+                extra.input_format = predictions.input_format
+                extra.update(predictions.preds, predictions.target)
+        except ValueError as error:
+            where = f"{stage} batch {batch_idx} (dataloader {dataloader_idx})"
+            if self.nan_policy == "warn" and _has_nan_or_posinf(predictions):
+                self.skipped_batches[stage] += 1
+                warnings.warn(f"XentMonitor: skipped {where}: {error}", UserWarning, stacklevel=2)
+                return
+            raise ValueError(f"XentMonitor: {where}: {error}") from error
+
+    def _end_epoch(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metric, extras = self.metrics[stage], self.extras[stage]
+        prefix = STAGE_PREFIXES[stage]
+        with synced_together([metric, *extras.values()]):  # the epoch's one collective
+            counted = metric.count.item()
+            values = metric.values() if counted else {}
+            if counted:
+                values.update(extra_values(extras))
+                figures = _figure_inputs(metric, extras, values)
+        if self.skipped_batches[stage]:
+            pl_module.log(f"{prefix}/skipped_batches", float(self.skipped_batches[stage]), on_epoch=True)
+        if not counted:
+            warnings.warn(
+                f"XentMonitor: no {prefix} samples were counted this epoch (empty dataloader, every target "
+                "ignored, or every batch skipped); no metrics were logged.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        for name, value in values.items():
+            pl_module.log(f"{prefix}/{name}", value.item(), on_step=False, on_epoch=True, sync_dist=False)
+        if self.log_figures and trainer.is_global_zero:
+            self._send_figures(trainer, prefix, figures)
+
+    def _log_running_train_values(self, trainer: pl.Trainer) -> None:
+        # Straight to the loggers: pl_module.log would hold step values back to Trainer(log_every_n_steps).
+        metric = self.metrics["train"]
+        with synced_together([metric] if self.sync_train_steps else []):
+            values = metric.values() if metric.count.item() else {}
+        if not trainer.is_global_zero or not values:
+            return
+        step_values = {f"train/{name}_step": value.item() for name, value in values.items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(step_values, step=trainer.global_step)
+
+    def _send_figures(self, trainer: pl.Trainer, prefix: str, figures: FigureInputs) -> None:
+        step = trainer.current_epoch
+        for logger in _mlflow_loggers(trainer.loggers):
+            writer = self._writer_for(logger, f"{prefix} reliability diagram and table at step {step}")
+            if writer is None:
+                continue
+            key = f"{prefix}/reliability"
+            writer.log_reliability_diagram(
+                figures.table, key=key, step=step, ece=figures.ece, smooth_curve=figures.smooth_curve
+            )
+            writer.log_reliability_table(figures.table, key=key, step=step)
+            if figures.equal_mass_table is not None:
+                key = f"{prefix}/reliability_equal_mass"
+                writer.log_reliability_diagram(
+                    figures.equal_mass_table, key=key, step=step, ece=figures.adaptive_ece, binning="equal_mass"
+                )
+                writer.log_reliability_table(figures.equal_mass_table, key=key, step=step)
+
+    def _writer_for(self, logger: MLFlowLogger, what: str) -> SafeMlflowWriter | None:
+        if id(logger) not in self.writers:
+            try:
+                client, run_id = logger.experiment, logger.run_id
+            except Exception as error:  # noqa: BLE001 - an unreachable server must not stop training
+                warnings.warn(
+                    f"XentMonitor: MLflow unreachable, not logged: {what} ({error})", UserWarning, stacklevel=3
+                )
+                return None
+            self.writers[id(logger)] = SafeMlflowWriter(client, run_id, background=self.upload_in_background)
+        return self.writers[id(logger)]
+
+
+@dataclass
+class FigureInputs:
+    """What one epoch's reliability figures are drawn from, copied to the CPU while the states are synced."""
+
+    table: dict[str, Tensor]
+    ece: float
+    smooth_curve: dict[str, Tensor] | None = None
+    equal_mass_table: dict[str, Tensor] | None = None
+    adaptive_ece: float | None = None
+
+
+def _figure_inputs(metric: XentMetrics, extras: dict[str, Metric], values: dict[str, Tensor]) -> FigureInputs:
+    bootstrap, estimators = extras.get("bootstrap"), extras.get("calibration_estimators")
+    table = (bootstrap or metric).reliability_table()  # the bootstrap's table adds per-bin CI columns
+    figures = FigureInputs(table=_to_cpu(table), ece=values["ece"].item())
+    if estimators is not None:
+        figures.smooth_curve = _to_cpu(estimators.smooth_curve())
+        figures.equal_mass_table = _to_cpu(estimators.equal_mass_table())
+        figures.adaptive_ece = values["adaptive_ece"].item()
+    return figures
+
+
+def _to_cpu(columns: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {key: value.cpu() if isinstance(value, Tensor) else value for key, value in columns.items()}
+
+
+def _mlflow_loggers(loggers: Sequence[object]) -> list[MLFlowLogger]:
+    return [logger for logger in loggers if isinstance(logger, MLFlowLogger)]
+
+
+def _has_nan_or_posinf(predictions: Predictions) -> bool:
+    preds = predictions.preds
+    return bool(torch.isnan(preds).any() or torch.isposinf(preds).any())

@@ -1,0 +1,96 @@
+"""Streaming temperature scan: the NLL at a grid of temperatures, and how much of the cross-entropy one
+temperature removes."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_ignore_index
+from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE
+from xent_plugin.functional.temperature_scan import (
+    _temperature_scan_compute,
+    check_temperatures,
+    default_temperatures,
+    temperature_nll,
+)
+from xent_plugin.metrics.base import SummedStateMetric
+
+
+class TemperatureScan(SummedStateMetric):
+    r"""Cross-entropy of :math:`\mathrm{softmax}(z / T)` at each temperature of a grid, in the same pass.
+
+    .. math::
+        \mathrm{NLL}(T) = \frac{1}{N}\sum_i \Big[\log \sum_c e^{z_{ic}/T} - z_{i y_i}/T\Big],
+        \qquad T^* = \arg\min_T \mathrm{NLL}(T)
+
+    ``compute()`` returns ``temperature`` (:math:`T^*`, refined between grid points by a parabola in
+    :math:`1/T`), ``calibrated_nll`` (:math:`\mathrm{NLL}(T^*)`), ``nll`` (at :math:`T = 1`, the plain
+    cross-entropy) and ``miscalibration`` = ``nll`` - ``calibrated_nll``: the nats of cross-entropy that
+    temperature scaling would remove on this data (in-sample, so optimistic). :meth:`curve` gives the whole scan.
+    The state is ``len(temperatures) + 2`` float64 sums; each update exponentiates every logit once per
+    temperature, chunk by chunk, so it costs about ``len(temperatures)`` softmax passes: opt in.
+
+    Args:
+        temperatures: increasing positive temperatures (default: 64 points evenly spaced in log T from 1/4 to
+            16, which include T = 1).
+        input_format, class_dim, ignore_index, validate_args: as in
+            :class:`~xent_plugin.metrics.cross_entropy.CrossEntropy`.
+
+    Example:
+        >>> import torch
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> logits = torch.randn(4000, 10, generator=generator)
+        >>> labels = torch.multinomial(logits.softmax(dim=1), 1, generator=generator).squeeze(1)
+        >>> metric = TemperatureScan()
+        >>> metric.update(3 * logits[:2000], labels[:2000])  # three times too confident
+        >>> metric.update(3 * logits[2000:], labels[2000:])
+        >>> result = metric.compute()
+        >>> round(result["temperature"].item(), 1), bool(result["miscalibration"] > 0.3)
+        (3.0, True)
+    """
+
+    higher_is_better = None
+
+    def __init__(
+        self,
+        temperatures: Tensor | None = None,
+        input_format: str = "logits",
+        class_dim: int = 1,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        temperatures = default_temperatures() if temperatures is None else temperatures.to(ACCUMULATE_DTYPE)
+        check_temperatures(temperatures)
+        check_choice("input_format", input_format, INPUT_FORMATS)
+        check_ignore_index(ignore_index)
+        self.temperatures = temperatures
+        self.input_format = input_format
+        self.class_dim = class_dim
+        self.ignore_index = ignore_index
+        self.validate_args = validate_args
+        self.add_sum_state("count")
+        self.add_sum_state("nll", (len(temperatures),))
+        self.add_sum_state("cross_entropy")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        count, nll, cross_entropy = temperature_nll(
+            preds,
+            target,
+            self.temperatures,
+            input_format=self.input_format,
+            class_dim=self.class_dim,
+            ignore_index=self.ignore_index,
+            validate_args=self.validate_args,
+        )
+        self.count += count
+        self.nll += nll
+        self.cross_entropy += cross_entropy
+
+    def compute(self) -> dict[str, Tensor]:
+        return _temperature_scan_compute(self.temperatures, self.count, self.nll, self.cross_entropy)
+
+    def curve(self) -> dict[str, Tensor]:
+        """``temperature`` (the grid) and the mean ``nll`` at each, for plotting the scan."""
+        return {"temperature": self.temperatures, "nll": self.nll / self.count}

@@ -1,0 +1,22 @@
+"""The reliability diagram and the table columns it is drawn from (matplotlib, no pyplot)."""
+
+from xent_plugin.integrations.figures.reliability_columns import (
+    INTERVAL_COLUMNS,
+    RELIABILITY_COLUMNS,
+    ReliabilityTable,
+    SmoothCurve,
+    reliability_columns,
+    smooth_curve_columns,
+)
+from xent_plugin.integrations.figures.reliability_diagram import figure_to_image, reliability_diagram
+
+__all__ = [
+    "INTERVAL_COLUMNS",
+    "RELIABILITY_COLUMNS",
+    "ReliabilityTable",
+    "SmoothCurve",
+    "figure_to_image",
+    "reliability_columns",
+    "reliability_diagram",
+    "smooth_curve_columns",
+]

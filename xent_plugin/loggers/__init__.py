@@ -1,5 +1,0 @@
-"""Lightning loggers."""
-
-from xent_plugin.loggers.resilient_mlflow import ResilientMLFlowLogger
-
-__all__ = ["ResilientMLFlowLogger"]
