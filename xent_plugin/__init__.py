@@ -1,6 +1,15 @@
-"""xent_plugin: cross-entropy, KL and calibration metrics for PyTorch Lightning, logged to MLflow."""
+"""xent_plugin: cross-entropy, KL and calibration metrics for PyTorch Lightning, logged to MLflow.
 
-from xent_plugin.callbacks import XentMonitor
+Importing the package loads the metrics, which need only torch and torchmetrics. ``XentMonitor`` and
+``ResilientMLFlowLogger`` are loaded on first use (PEP 562), so a metrics user never pays for Lightning,
+MLflow or matplotlib.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from xent_plugin.metrics import (
     BinaryCrossEntropy,
     BrierScore,
@@ -12,6 +21,15 @@ from xent_plugin.metrics import (
     XentMetrics,
 )
 
+if TYPE_CHECKING:
+    from xent_plugin.integrations.lightning import XentMonitor
+    from xent_plugin.integrations.mlflow import ResilientMLFlowLogger
+
+_LAZY = {
+    "XentMonitor": "xent_plugin.integrations.lightning",
+    "ResilientMLFlowLogger": "xent_plugin.integrations.mlflow",
+}
+
 __all__ = [
     "BinaryCrossEntropy",
     "BrierScore",
@@ -20,7 +38,16 @@ __all__ = [
     "Entropy",
     "KLDivergence",
     "Perplexity",
+    "ResilientMLFlowLogger",
     "XentMetrics",
     "XentMonitor",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xent_plugin' has no attribute {name!r}")
