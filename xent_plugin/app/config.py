@@ -1,0 +1,131 @@
+"""The schema of ``xent-train``'s config, and how to compose it outside the command line.
+
+``conf/train.yaml`` starts from ``train_schema`` (:class:`TrainConfig`), so Hydra checks every key and type it
+declares while composing: ``xent-train seed=abc`` or ``data.num_clases=3`` fails before anything is built.
+The nodes built with ``_target_`` (``model``, ``data.datamodule``, ``trainer``, ``logger``, ``callbacks``)
+are left open here, because users plug in their own classes; :mod:`xent_plugin.app.config_validation` checks
+them against the signature of their target instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+
+# conf/ sits at the top of the repository; xent_plugin/app/conf links to it, and the wheel ships it there.
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_NAME = "train"
+
+
+@dataclass
+class ImageInputs:
+    """``x`` as images (B, channels, height, width)."""
+
+    channels: int = MISSING
+    height: int = MISSING
+    width: int = MISSING
+
+
+@dataclass
+class TokenInputs:
+    """``x`` as token ids (B, seq_len) in ``[0, vocab_size)``."""
+
+    vocab_size: int = MISSING
+    seq_len: int = MISSING
+
+
+@dataclass
+class DataInputs:
+    """The views of a batch's ``x`` that a model may read; a dataset offers those that are not null."""
+
+    features: int | None = None  # width after flattening
+    image: ImageInputs | None = None
+    tokens: TokenInputs | None = None
+
+
+@dataclass
+class DataConfig:
+    """A datamodule and the facts about its batches that models and callbacks read by interpolation."""
+
+    datamodule: Any = MISSING
+    task: str = "multiclass"
+    num_classes: int = MISSING
+    # dimension of the logits that indexes classes: 1 for (B, C), -1 for token logits (B, T, V)
+    class_dim: int = 1
+    # target value that does not count (padding); null where every target counts
+    ignore_index: int | None = None
+    inputs: DataInputs = field(default_factory=DataInputs)
+
+
+@dataclass
+class PathsConfig:
+    work_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``xent-train`` reads. ``model``, ``trainer``, ``logger`` and each callback are ``_target_`` nodes."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    callbacks: dict[str, Any] | None = field(default_factory=dict)
+    seed: int = 0
+    ckpt_path: str | None = None
+    test: bool = True
+    cpu_threads: int | None = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def local_artifact_location(tracking_uri: str, local_dir: str) -> str | None:
+    """Where a new experiment keeps its artifacts: ``local_dir`` for a local database, the server's choice otherwise.
+
+    MLflow's own default for a SQLite store is ``./mlruns`` relative to wherever the process runs; a tracking
+    server must choose for itself (``--artifacts-destination``), or its UI could not show the files.
+
+    Example:
+        >>> local_artifact_location("sqlite:////tmp/mlflow.db", "/tmp/mlartifacts")
+        '/tmp/mlartifacts'
+        >>> local_artifact_location("http://127.0.0.1:5000", "/tmp/mlartifacts") is None
+        True
+    """
+    return local_dir if tracking_uri.startswith(("sqlite:", "file:")) else None
+
+
+def register_configs() -> None:
+    """Store the schema and register the resolvers that ``conf/`` uses; safe to call more than once."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    OmegaConf.register_new_resolver("local_artifact_location", local_artifact_location, replace=True)
+
+
+def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:
+    """The config ``xent-train <overrides>`` would run, for the Python API and tests.
+
+    ``${hydra:...}`` values resolve as on the command line; ``output_dir`` stands in for the run directory
+    that Hydra would create (default: ``outputs/composed`` under the current directory).
+
+    Example:
+        >>> cfg = compose_config(["model=logreg", "data=breast_cancer"], output_dir="/tmp/run")
+        >>> cfg.model.net.input_dim, cfg.data.task, cfg.paths.output_dir
+        (30, 'binary', '/tmp/run')
+    """
+    register_configs()
+    output_dir = Path(output_dir if output_dir is not None else Path.cwd() / "outputs" / "composed")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="xent-train"):
+        cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir.resolve())
+    # ${hydra:...} interpolations read the global HydraConfig, as they do inside a Hydra job.
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
