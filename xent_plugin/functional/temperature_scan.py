@@ -1,20 +1,28 @@
-r"""Temperature scan: the cross-entropy of the tempered predictions :math:`\mathrm{softmax}(z / T)` at a grid of
-temperatures, accumulated in one pass, and the best temperature it implies.
+r"""Temperature scan: the NLL-optimal temperature of :math:`\mathrm{softmax}(z / T)` and the cross-entropy it
+removes, found in one streaming pass from a few sums per grid temperature.
 
-For a row with scores :math:`z`, :math:`s = z - \max_c z_c` and target :math:`y` (or distribution :math:`p`),
+For a row with scores :math:`z`, :math:`s = z - \max_c z_c`, target :math:`y` (or distribution :math:`q`, with
+:math:`t = \sum_c q_c s_c` in place of :math:`s_y`) and inverse temperature :math:`\beta = 1/T`,
 
 .. math::
-    \mathrm{NLL}_T = \log \sum_c e^{s_c / T} - s_y / T
-    \quad\Big(\text{soft: } \log \sum_c e^{s_c / T} - \textstyle\sum_c p_c s_c / T\Big),
+    f(\beta) = \log \sum_c e^{\beta s_c} - \beta s_y, \qquad
+    f^{(k)}(\beta) = \kappa_k\big(s;\ \mathrm{softmax}(\beta s)\big) \ (k \ge 2), \qquad
+    f'(\beta) = \mathbb{E}_{\mathrm{softmax}(\beta s)}[s] - s_y,
 
-which is stable for every :math:`T` because :math:`s \le 0`. The state is the count and the NLL sum at each
-temperature, a vector of fixed length that adds across batches and devices.
+the derivatives being the cumulants of the scores under the tempered distribution. At each of G grid values
+:math:`\beta_g` the state holds :math:`\sum_i f_i^{(k)}(\beta_g)` for :math:`k = 0..4`: a (G, 5) float64 sum
+that adds across batches and devices. Each grid point costs one exponentiation of the row, so the scan costs
+G softmax passes (7 by default, against 64 for a plain grid of the same accuracy).
 
-Temperature scaling (Guo et al. 2017) fits one :math:`T` to minimise the NLL; the scan gives that minimum to
-within the grid, refined by the vertex of the parabola through the best grid point and its neighbours in
-:math:`\beta = 1/T`, in which the NLL is convex. The drop from :math:`T = 1` to the best :math:`T` is the
-part of the cross-entropy that a single temperature can remove: the miscalibration a recalibration on this
-data would fix. Measured on the data it is fitted to, it is an optimistic (in-sample) estimate.
+The mean NLL is convex in :math:`\beta` (a log-sum-exp minus a linear term), so its exact derivative changes
+sign in exactly one grid interval. There, the degree-9 Hermite polynomial that matches the value and four
+derivatives at both ends stands in for the NLL; its minimiser is :math:`1/T^*` and its minimum the calibrated
+NLL. On netcal's CIFAR-10 and CIFAR-100 LeNet outputs, with their logits scaled by 0.3 to 3, the default grid
+(T from 1/4 to 16 in factors of 2) lands within 2.4e-6 of scipy's optimum in T and within 2.4e-7 relative of
+its NLL (``docs/calibration.md``).
+
+Temperature scaling (Guo et al. 2017) fits this one :math:`T`; the drop from :math:`T = 1` to :math:`T^*` is
+the part of the cross-entropy a single temperature can remove, measured in-sample, so optimistic.
 """
 
 from __future__ import annotations
@@ -27,15 +35,17 @@ from torch import Tensor
 from xent_plugin.functional._score_chunks import score_chunks
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE
 
+DERIVATIVES = 4  # f' .. f'''' besides the value: 5 sums per grid point, a degree-9 Hermite interpolant
+_UNDERFLOW = 800.0  # e^{-800} is 0 in float32 and float64, so a score below -800 / beta contributes nothing
 
-def default_temperatures(points: int = 64, low: float = 0.25, high: float = 16.0) -> Tensor:
-    """``points`` temperatures evenly spaced in log T from ``low`` to ``high``; with the defaults (a step of
-    2^(6/63), about 6.8 %) the grid holds T = 1 exactly.
+
+def default_temperatures(points: int = 7, low: float = 0.25, high: float = 16.0) -> Tensor:
+    """``points`` temperatures evenly spaced in log T from ``low`` to ``high``; the defaults are the powers of 2
+    from 1/4 to 16, which hold T = 1 exactly.
 
     Example:
-        >>> grid = default_temperatures()
-        >>> len(grid), grid[0].item(), grid[21].item(), grid[-1].item()
-        (64, 0.25, 1.0, 16.0)
+        >>> default_temperatures().tolist()
+        [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
     """
     if points < 3 or not 0 < low < high:
         raise ValueError(f"need points >= 3 and 0 < low < high, got points={points}, low={low}, high={high}.")
@@ -46,13 +56,54 @@ def default_temperatures(points: int = 64, low: float = 0.25, high: float = 16.0
 
 
 def check_temperatures(temperatures: Tensor) -> None:
-    if not isinstance(temperatures, Tensor) or temperatures.ndim != 1 or temperatures.numel() < 3:
-        raise ValueError(f"`temperatures` must be a 1-D tensor of at least 3 values, got {temperatures!r}.")
+    if not isinstance(temperatures, Tensor) or temperatures.ndim != 1 or temperatures.numel() < 2:
+        raise ValueError(f"`temperatures` must be a 1-D tensor of at least 2 values, got {temperatures!r}.")
     if not bool((temperatures > 0).all()) or not bool((temperatures.diff() > 0).all()):
         raise ValueError(f"`temperatures` must be positive and increasing, got {temperatures.tolist()}.")
 
 
-def temperature_nll(
+def temperature_chunk_sums(
+    shifted: Tensor, target_score: Tensor, counted: Tensor | None, temperatures: Tensor
+) -> tuple[Tensor, Tensor]:
+    r"""(G, 5) float64 sums of :math:`f, f', f'', f''', f''''` at each temperature, and the NLL sum at T = 1.
+
+    ``shifted`` is a chunk of scores minus their row maximum (R, C), ``target_score`` the target's shifted score
+    (or :math:`\sum_c q_c s_c`) and ``counted`` None or the mask of rows that count: the quantities a per-row
+    pass over the logits already holds, so any such pass can feed the scan.
+
+    Example:
+        >>> sums, plain = temperature_chunk_sums(torch.tensor([[0.0, -2.0]]), torch.tensor([0.0]), None,
+        ...                                      torch.tensor([0.5, 1.0, 2.0]))
+        >>> [round(value, 4) for value in sums[:, 0].tolist()], round(plain.item(), 4)
+        ([0.0181, 0.1269, 0.3133], 0.1269)
+    """
+    inverse = temperatures.reciprocal().tolist()
+    # Clamping -inf (masked classes) keeps s - mean finite; the clamped scores still exponentiate to exactly 0.
+    scores = shifted.clamp_min(-_UNDERFLOW / min(inverse))
+    sums = torch.zeros(len(inverse), DERIVATIVES + 1, dtype=ACCUMULATE_DTYPE, device=shifted.device)
+    plain = None
+    for index, beta in enumerate(inverse):
+        tempered = beta * scores
+        log_partition = tempered.logsumexp(dim=1)
+        probs = (tempered - log_partition[:, None]).exp_()
+        mean = (probs * scores).sum(dim=1)
+        deviation = scores - mean[:, None]
+        weighted = probs.mul_(deviation).mul_(deviation)
+        variance = weighted.sum(dim=1)
+        weighted.mul_(deviation)
+        third = weighted.sum(dim=1)
+        fourth = weighted.mul_(deviation).sum(dim=1)
+        value = log_partition - beta * target_score
+        terms = torch.stack([value, mean - target_score, variance, third, fourth - 3 * variance.square()], dim=1)
+        sums[index] = _counted_sum(terms, counted)
+        if beta == 1.0:
+            plain = sums[index, 0].clone()
+    if plain is None:
+        plain = _counted_sum(shifted.logsumexp(dim=1) - target_score, counted)
+    return sums, plain
+
+
+def temperature_sums(
     preds: Tensor,
     target: Tensor,
     temperatures: Tensor,
@@ -62,21 +113,19 @@ def temperature_nll(
     ignore_index: int | None = None,
     validate_args: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Count, NLL sum at each temperature (G,) and NLL sum at T = 1, in float64, one chunk of rows at a time.
-
-    Each chunk is tempered one temperature after another, so the memory is that of one chunk whatever G is.
+    """Count, the (G, 5) sums of :func:`temperature_chunk_sums` and the NLL sum at T = 1, one chunk at a time.
 
     Example:
-        >>> grid = torch.tensor([0.5, 1.0, 2.0])
-        >>> count, nll, plain = temperature_nll(torch.tensor([[2.0, 0.0]]), torch.tensor([0]), grid)
-        >>> [round(value, 4) for value in (nll / count).tolist()], round((plain / count).item(), 4)
+        >>> count, sums, plain = temperature_sums(torch.tensor([[2.0, 0.0]]), torch.tensor([0]),
+        ...                                       torch.tensor([0.5, 1.0, 2.0]))
+        >>> [round(value, 4) for value in (sums[:, 0] / count).tolist()], round((plain / count).item(), 4)
         ([0.0181, 0.1269, 0.3133], 0.1269)
     """
     if validate_args:
         check_temperatures(temperatures)
-    inverse = temperatures.reciprocal().tolist()
+    temperatures = temperatures.to(ACCUMULATE_DTYPE)
     count = torch.zeros((), dtype=ACCUMULATE_DTYPE, device=preds.device)
-    nll = torch.zeros(len(inverse), dtype=ACCUMULATE_DTYPE, device=preds.device)
+    sums = torch.zeros(len(temperatures), DERIVATIVES + 1, dtype=ACCUMULATE_DTYPE, device=preds.device)
     plain = torch.zeros((), dtype=ACCUMULATE_DTYPE, device=preds.device)
     for chunk in score_chunks(
         preds,
@@ -94,30 +143,36 @@ def temperature_nll(
             target_score = torch.where(chunk.target > 0, chunk.target * shifted, 0.0).sum(dim=1)
         counted = chunk.counted
         count += shifted.shape[0] if counted is None else counted.sum()
-        plain += _counted_sum(shifted.logsumexp(dim=1) - target_score, counted)
-        for index, beta in enumerate(inverse):
-            nll[index] += _counted_sum((shifted * beta).logsumexp(dim=1) - target_score * beta, counted)
-    return count, nll, plain
+        chunk_sums, chunk_plain = temperature_chunk_sums(shifted, target_score, counted, temperatures)
+        sums += chunk_sums
+        plain += chunk_plain
+    return count, sums, plain
 
 
 def _counted_sum(values: Tensor, counted: Tensor | None) -> Tensor:
     # where(), not multiplication: an ignored row may hold inf, and inf * 0 is NaN.
     if counted is not None:
-        values = torch.where(counted, values, 0.0)
-    return values.sum(dtype=ACCUMULATE_DTYPE)
+        values = torch.where(counted.view(-1, *([1] * (values.ndim - 1))), values, 0.0)
+    return values.sum(dim=0, dtype=ACCUMULATE_DTYPE)
 
 
-def _temperature_scan_compute(temperatures: Tensor, count: Tensor, nll: Tensor, plain: Tensor) -> dict[str, Tensor]:
+def _temperature_scan_compute(temperatures: Tensor, count: Tensor, sums: Tensor, plain: Tensor) -> dict[str, Tensor]:
     """Best temperature, calibrated NLL, NLL at T = 1 and their difference from the scan's sums."""
-    temperatures = temperatures.to(nll)
+    temperatures = temperatures.to(sums)
+    missing = torch.tensor(float("nan"), dtype=sums.dtype, device=sums.device)
     if float(count) == 0:
         warnings.warn("temperature_scan: no samples were counted, returning NaN.", UserWarning, stacklevel=3)
-        missing = torch.tensor(float("nan"), dtype=nll.dtype, device=nll.device)
         return {"temperature": missing, "calibrated_nll": missing, "nll": missing, "miscalibration": missing}
-    mean = nll / count
-    best = int(mean.argmin())
-    temperature, calibrated = temperatures[best], mean[best]
-    if best in (0, len(mean) - 1):
+    plain_mean = plain / count
+    # Ascending beta = 1 / T, in which the NLL is convex and its slope increasing.
+    inverse, derivatives = temperatures.reciprocal().flip(0), (sums / count).flip(0)
+    slope = derivatives[:, 1]
+    if not bool(derivatives.isfinite().all()):
+        warnings.warn("temperature_scan: the NLL is not finite on the grid, returning NaN.", UserWarning, stacklevel=3)
+        temperature, calibrated = missing, missing
+    elif bool(slope[0] >= 0) or bool(slope[-1] < 0):
+        end = 0 if bool(slope[0] >= 0) else len(slope) - 1
+        temperature, calibrated = inverse[end].reciprocal(), derivatives[end, 0]
         warnings.warn(
             f"temperature_scan: the best temperature is at the end of the grid (T={temperature.item():.4g}); "
             "widen `temperatures` to find the minimum.",
@@ -125,12 +180,9 @@ def _temperature_scan_compute(temperatures: Tensor, count: Tensor, nll: Tensor, 
             stacklevel=3,
         )
     else:
-        # NLL is convex in the inverse temperature (a log-sum-exp of beta * s minus a linear term), and a parabola
-        # in beta fits it better than one in T or log T (0.05 % in T, 4e-6 relative in NLL, on 64 points).
-        inverse, values = temperatures[best - 1 : best + 2].reciprocal().flip(0), mean[best - 1 : best + 2].flip(0)
-        vertex, calibrated = _parabola_vertex(inverse, values)
-        temperature = vertex.reciprocal()
-    plain_mean = plain / count
+        upper = int((slope >= 0).nonzero()[0])
+        beta, calibrated = _hermite_minimum(inverse[upper - 1 : upper + 1], derivatives[upper - 1 : upper + 1])
+        temperature = beta.reciprocal()
     return {
         "temperature": temperature,
         "calibrated_nll": calibrated,
@@ -149,16 +201,16 @@ def temperature_scan(
     ignore_index: int | None = None,
     validate_args: bool = True,
 ) -> dict[str, Tensor]:
-    r"""The NLL-optimal temperature and how much cross-entropy it removes.
+    r"""The NLL-optimal temperature and how much cross-entropy it removes (module docstring).
 
     Args:
-        temperatures: increasing positive temperatures; :func:`default_temperatures` (64 points from 1/4 to 16)
-            when None.
+        temperatures: increasing positive temperatures that bracket the optimum; :func:`default_temperatures`
+            (1/4 to 16 in factors of 2) when None. Finer grids are more accurate and cost one softmax pass each.
         input_format, class_dim, ignore_index, validate_args: as in
             :func:`~xent_plugin.functional.cross_entropy.cross_entropy`.
 
     Returns:
-        ``temperature`` (the refined minimiser), ``calibrated_nll`` (the NLL there), ``nll`` (at T = 1, the plain
+        ``temperature`` (the minimiser), ``calibrated_nll`` (the NLL there), ``nll`` (at T = 1, the plain
         cross-entropy) and ``miscalibration`` = ``nll`` - ``calibrated_nll``, in nats.
 
     Example:
@@ -170,7 +222,7 @@ def temperature_scan(
         3.0
     """
     temperatures = default_temperatures() if temperatures is None else temperatures
-    count, nll, plain = temperature_nll(
+    count, sums, plain = temperature_sums(
         preds,
         target,
         temperatures,
@@ -179,16 +231,43 @@ def temperature_scan(
         ignore_index=ignore_index,
         validate_args=validate_args,
     )
-    return _temperature_scan_compute(temperatures, count, nll, plain)
+    return _temperature_scan_compute(temperatures, count, sums, plain)
 
 
-def _parabola_vertex(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Vertex (x, y) of the parabola through three points, x kept within [x0, x2]."""
-    (x0, x1, x2), (y0, y1, y2) = x.unbind(), y.unbind()
-    slope_left, slope_right = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)
-    curvature = (slope_right - slope_left) / (x2 - x0)
-    if float(curvature) <= 0:
-        return x1, y1
-    vertex = (0.5 * (x0 + x1) - slope_left / (2 * curvature)).clamp(x0, x2)
-    value = y1 + slope_left * (vertex - x1) + curvature * (vertex - x0) * (vertex - x1)
-    return vertex, torch.minimum(value, y1)
+def _hermite_minimum(inverse: Tensor, derivatives: Tensor) -> tuple[Tensor, Tensor]:
+    """Minimiser and minimum of the Hermite interpolant on [beta_0, beta_1] whose slope goes from < 0 to >= 0.
+
+    ``derivatives`` is (2, K): the value and K - 1 derivatives at each end.
+    """
+    terms = derivatives.shape[1]
+    degree = 2 * terms - 1
+    width = inverse[1] - inverse[0]
+    # On u = (beta - beta_0) / width in [0, 1]: the k-th derivative of sum_j a_j u^j at u is
+    # sum_{j >= k} j! / (j - k)! a_j u^(j - k), and the data's k-th derivative is scaled by width^k.
+    powers = torch.arange(degree + 1, dtype=derivatives.dtype, device=derivatives.device)
+    rows, values = [], []
+    for end in (0, 1):
+        for k in range(terms):
+            falling = torch.exp(torch.lgamma(powers + 1) - torch.lgamma((powers - k).clamp_min(0) + 1))
+            rows.append(torch.where(powers >= k, falling * float(end) ** (powers - k).clamp_min(0), 0.0))
+            values.append(derivatives[end, k] * width**k)
+    coefficients = torch.linalg.solve(torch.stack(rows), torch.stack(values)).tolist()
+    slope = [j * a for j, a in enumerate(coefficients)][1:]
+
+    def horner(polynomial: list[float], u: float) -> float:
+        result = 0.0
+        for coefficient in reversed(polynomial):
+            result = result * u + coefficient
+        return result
+
+    # The interpolant's slope is < 0 at u = 0 and >= 0 at u = 1: bisect to double precision.
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        if horner(slope, middle) < 0:
+            low = middle
+        else:
+            high = middle
+    u = 0.5 * (low + high)
+    beta = inverse[0] + u * width
+    return beta, derivatives.new_tensor(horner(coefficients, u))

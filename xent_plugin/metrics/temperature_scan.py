@@ -1,5 +1,4 @@
-"""Streaming temperature scan: the NLL at a grid of temperatures, and how much of the cross-entropy one
-temperature removes."""
+"""Streaming temperature scan: the NLL-optimal temperature, and how much of the cross-entropy it removes."""
 
 from __future__ import annotations
 
@@ -8,31 +7,32 @@ from torch import Tensor
 from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_ignore_index
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE
 from xent_plugin.functional.temperature_scan import (
+    DERIVATIVES,
     _temperature_scan_compute,
     check_temperatures,
     default_temperatures,
-    temperature_nll,
+    temperature_sums,
 )
 from xent_plugin.metrics.base import SummedStateMetric
 
 
 class TemperatureScan(SummedStateMetric):
-    r"""Cross-entropy of :math:`\mathrm{softmax}(z / T)` at each temperature of a grid, in the same pass.
+    r"""The temperature that minimises the cross-entropy of :math:`\mathrm{softmax}(z / T)`, in one pass.
 
     .. math::
         \mathrm{NLL}(T) = \frac{1}{N}\sum_i \Big[\log \sum_c e^{z_{ic}/T} - z_{i y_i}/T\Big],
         \qquad T^* = \arg\min_T \mathrm{NLL}(T)
 
-    ``compute()`` returns ``temperature`` (:math:`T^*`, refined between grid points by a parabola in
-    :math:`1/T`), ``calibrated_nll`` (:math:`\mathrm{NLL}(T^*)`), ``nll`` (at :math:`T = 1`, the plain
+    ``compute()`` returns ``temperature`` (:math:`T^*`, from the NLL's value and four derivatives in :math:`1/T`
+    at the grid points either side of it; see :mod:`~xent_plugin.functional.temperature_scan`), ``calibrated_nll`` (:math:`\mathrm{NLL}(T^*)`), ``nll`` (at :math:`T = 1`, the plain
     cross-entropy) and ``miscalibration`` = ``nll`` - ``calibrated_nll``: the nats of cross-entropy that
     temperature scaling would remove on this data (in-sample, so optimistic). :meth:`curve` gives the whole scan.
-    The state is ``len(temperatures) + 2`` float64 sums; each update exponentiates every logit once per
-    temperature, chunk by chunk, so it costs about ``len(temperatures)`` softmax passes: opt in.
+    The state is ``5 * len(temperatures) + 2`` float64 sums; each update exponentiates every logit once per
+    temperature, chunk by chunk, so it costs about ``len(temperatures)`` softmax passes (7 by default): opt in.
 
     Args:
-        temperatures: increasing positive temperatures (default: 64 points evenly spaced in log T from 1/4 to
-            16, which include T = 1).
+        temperatures: increasing positive temperatures that bracket the optimum (default: the powers of 2 from
+            1/4 to 16).
         input_format, class_dim, ignore_index, validate_args: as in
             :class:`~xent_plugin.metrics.cross_entropy.CrossEntropy`.
 
@@ -71,11 +71,11 @@ class TemperatureScan(SummedStateMetric):
         self.ignore_index = ignore_index
         self.validate_args = validate_args
         self.add_sum_state("count")
-        self.add_sum_state("nll", (len(temperatures),))
+        self.add_sum_state("sums", (len(temperatures), DERIVATIVES + 1))
         self.add_sum_state("cross_entropy")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        count, nll, cross_entropy = temperature_nll(
+        count, sums, cross_entropy = temperature_sums(
             preds,
             target,
             self.temperatures,
@@ -85,12 +85,12 @@ class TemperatureScan(SummedStateMetric):
             validate_args=self.validate_args,
         )
         self.count += count
-        self.nll += nll
+        self.sums += sums
         self.cross_entropy += cross_entropy
 
     def compute(self) -> dict[str, Tensor]:
-        return _temperature_scan_compute(self.temperatures, self.count, self.nll, self.cross_entropy)
+        return _temperature_scan_compute(self.temperatures, self.count, self.sums, self.cross_entropy)
 
     def curve(self) -> dict[str, Tensor]:
         """``temperature`` (the grid) and the mean ``nll`` at each, for plotting the scan."""
-        return {"temperature": self.temperatures, "nll": self.nll / self.count}
+        return {"temperature": self.temperatures, "nll": self.sums[:, 0] / self.count}
