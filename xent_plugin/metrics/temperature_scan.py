@@ -23,12 +23,13 @@ class TemperatureScan(SummedStateMetric):
         \mathrm{NLL}(T) = \frac{1}{N}\sum_i \Big[\log \sum_c e^{z_{ic}/T} - z_{i y_i}/T\Big],
         \qquad T^* = \arg\min_T \mathrm{NLL}(T)
 
-    ``compute()`` returns ``temperature`` (:math:`T^*`, from the NLL's value and four derivatives in :math:`1/T`
-    at the grid points either side of it; see :mod:`~xent_plugin.functional.temperature_scan`),
-    ``calibrated_nll`` (:math:`\mathrm{NLL}(T^*)`), ``nll`` (at :math:`T = 1`, the plain cross-entropy) and ``miscalibration`` = ``nll`` - ``calibrated_nll``: the nats of cross-entropy that
-    temperature scaling would remove on this data (in-sample, so optimistic). :meth:`curve` gives the whole scan.
-    The state is ``5 * len(temperatures) + 2`` float64 sums; each update exponentiates every logit once per
-    temperature, chunk by chunk, so it costs about ``len(temperatures)`` softmax passes (7 by default): opt in.
+    ``compute()`` returns ``temperature`` (:math:`T^*`, from the NLL's value and four derivatives in
+    :math:`1/T` at the grid points either side of it; see :mod:`~xent_plugin.functional.temperature_scan`),
+    ``calibrated_nll`` (:math:`\mathrm{NLL}(T^*)`), ``nll`` (at :math:`T = 1`, the plain cross-entropy) and
+    ``miscalibration`` = ``nll`` - ``calibrated_nll``: the nats of cross-entropy that temperature scaling would
+    remove on this data (in-sample, so optimistic). :meth:`curve` gives the NLL at the grid points. The state is
+    ``5 * len(temperatures) + 2`` float64 sums; each update exponentiates every logit once per temperature,
+    chunk by chunk, so it costs about ``len(temperatures)`` softmax passes (7 by default): opt in.
 
     Args:
         temperatures: increasing positive temperatures that bracket the optimum (default: the powers of 2 from
