@@ -127,9 +127,7 @@ def test_default_grid_holds_temperature_one():
     assert 1.0 in default_temperatures().tolist()
 
 
-@pytest.mark.parametrize(
-    "grid", [torch.tensor([1.0]), torch.tensor([2.0, 1.0, 3.0]), torch.tensor([-1.0, 1.0, 2.0])]
-)
+@pytest.mark.parametrize("grid", [torch.tensor([1.0]), torch.tensor([2.0, 1.0, 3.0]), torch.tensor([-1.0, 1.0, 2.0])])
 def test_rejects_a_bad_grid(grid):
     with pytest.raises(ValueError, match="`temperatures` must be"):
         temperature_sums(torch.zeros(2, 3), torch.tensor([0, 1]), grid)
