@@ -22,6 +22,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from xent_plugin.functional._validation import check_class_dim, check_tensor
+
 Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
 
@@ -33,6 +35,8 @@ CHUNK_ELEMENTS = 1 << 19
 
 
 def normalize_class_dim(preds: Tensor, class_dim: int) -> int:
+    check_tensor("preds", preds)
+    check_class_dim(class_dim)
     if preds.ndim < 2:
         raise ValueError(
             f"`preds` must have a class dimension: shape (N, C), (N, C, ...) or (..., C), got {tuple(preds.shape)}."

@@ -16,13 +16,14 @@ from xent_plugin.functional._layout import is_soft_target, normalize_class_dim, 
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
     check_choice,
+    check_class_dim,
     check_class_indices,
     check_floating,
-    check_probability_rows,
-    check_probability_values,
-    check_row_maxima,
+    check_probabilities,
+    check_score_rows,
+    check_tensor,
 )
-from xent_plugin.functional.softmax_stats import to_probabilities, to_scores
+from xent_plugin.functional.softmax_stats import compute_dtype, to_probabilities, to_scores
 
 
 @dataclass
@@ -49,26 +50,36 @@ def score_chunks(
     validate_args: bool = True,
 ) -> Iterator[ScoreChunk]:
     """Yield validated :class:`ScoreChunk` s of ``preds`` and ``target`` (arguments as in ``sufficient_stats``)."""
+    check_tensor("preds", preds)
+    check_tensor("target", target)
     if validate_args:
         check_choice("input_format", input_format, INPUT_FORMATS)
         check_floating("preds", preds)
+        check_class_dim(class_dim)
     class_dim = normalize_class_dim(preds, class_dim)
     soft = is_soft_target(preds, target, class_dim)
     if validate_args and not soft:
         check_class_indices(target, preds.shape[class_dim], ignore_index)
+    dtype = compute_dtype(preds, target if soft else None)
     for chunk, (target_rows,) in row_chunks(preds, [target], class_dim):
-        scores = to_scores(chunk, input_format)
-        if validate_args:
-            check_row_maxima("preds", scores.amax(dim=1), input_format)
-            if input_format == "probs":
-                check_probability_rows("preds", chunk.to(scores.dtype).sum(dim=1), preds.dtype)
+        scores = to_scores(chunk, input_format, dtype)
         counted = None
         if soft:
-            target_rows = to_probabilities(target_rows, "probs")
+            target_rows = to_probabilities(target_rows, "probs", dtype)
             if validate_args:
-                check_probability_values("target", target_rows)
-                check_probability_rows("target", target_rows.sum(dim=1), target.dtype)
+                check_probabilities("target", target_rows, target.dtype)
         elif ignore_index is not None:
             counted = target_rows != ignore_index
             target_rows = target_rows.masked_fill(~counted, 0)
+        if validate_args:
+            probs = input_format == "probs"
+            check_score_rows(
+                "preds",
+                scores.amax(dim=1),
+                input_format,
+                counted=counted,
+                row_sums=chunk.sum(dim=1, dtype=dtype) if probs else None,
+                sums_dtype=preds.dtype,
+                probs=chunk if probs else None,
+            )
         yield ScoreChunk(scores=scores, target=target_rows, counted=counted)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from xent_plugin.functional._validation import check_n_bins
+from xent_plugin.functional._validation import check_int, check_n_bins, check_tensor
 from xent_plugin.functional.calibration_error import _calibration_error_compute, reliability_table
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, bin_index, row_statistics
 
@@ -105,9 +105,11 @@ def bootstrap_stats(
 
     Other arguments as in :func:`bootstrap_intervals`.
     """
+    check_tensor("preds", preds)
     if validate_args:
         check_n_bins(n_bins)
         check_num_replicates(num_replicates)
+        check_int("seed", seed)
     device = preds.device
     # Columns: count, cross-entropy, correct, then the reliability histogram's three rows of n_bins.
     width = 3 + 3 * n_bins

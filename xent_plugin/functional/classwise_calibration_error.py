@@ -71,6 +71,9 @@ def classwise_bins(
         else:
             observed = chunk.target.to(probs.dtype)
         weight = torch.ones_like(probs) if chunk.counted is None else chunk.counted[:, None].expand_as(probs)
+        if chunk.counted is not None:
+            # An ignored row may be NaN or all -inf, and NaN * 0 is NaN.
+            probs = torch.where(weight, probs, 0.0)
         weight = weight.to(probs.dtype)
         values = torch.stack([weight, probs * weight, observed * weight]).to(ACCUMULATE_DTYPE)
         cells = (bin_index(probs, n_bins) + class_offset).reshape(-1)

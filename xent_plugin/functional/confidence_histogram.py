@@ -41,7 +41,7 @@ def confidence_histogram(
         tensor([0., 0., 0., 0., 0., 1., 0., 1.], dtype=torch.float64)
     """
     if validate_args:
-        check_n_bins(n_cells)
+        check_n_bins(n_cells, "n_cells")
     return task_stats(
         preds,
         target,

@@ -93,7 +93,7 @@ def debiased_calibration_error(
     """
     if validate_args:
         check_n_bins(n_bins)
-        check_n_bins(n_cells)
+        check_n_bins(n_cells, "n_cells")
         check_choice("binning", binning, BINNINGS)
         check_choice("average", average, AVERAGES)
     stats = task_stats(

@@ -14,7 +14,13 @@ from torch import Tensor
 
 from xent_plugin.functional._layout import normalize_class_dim
 from xent_plugin.functional._reduction import mean_or_nan
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_distribution, check_floating
+from xent_plugin.functional._validation import (
+    INPUT_FORMATS,
+    check_choice,
+    check_distribution,
+    check_floating,
+    check_tensor,
+)
 from xent_plugin.functional.softmax_stats import SufficientStats, sufficient_stats, to_probabilities
 
 DIRECTIONS = ("forward", "reverse")
@@ -30,6 +36,7 @@ def _kl_divergence_update(
     class_dim: int = 1,
     validate_args: bool = True,
 ) -> SufficientStats:
+    check_tensor("target", target)
     class_dim = normalize_class_dim(preds, class_dim)
     if validate_args:
         check_choice("input_format", input_format, INPUT_FORMATS)

@@ -22,9 +22,10 @@ from torch import Tensor
 
 from xent_plugin.functional._validation import (
     check_choice,
+    check_flag,
     check_floating,
     check_n_bins,
-    check_probability_values,
+    check_tensor,
 )
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, bin_index
 
@@ -72,7 +73,10 @@ def binary_stats(
         >>> round((stats.cross_entropy / stats.count).item(), 4)
         0.41
     """
+    check_tensor("preds", preds)
+    check_tensor("target", target)
     if validate_args:
+        check_flag("multilabel", multilabel)
         check_choice("input_format", input_format, BINARY_INPUT_FORMATS)
         check_choice("calibration_mode", calibration_mode, CALIBRATION_MODES)
         check_floating("preds", preds)
@@ -105,6 +109,9 @@ def binary_stats(
         confidence, calibration_correct = torch.where(predicted_positive, prob, 1 - prob), correct
     else:
         confidence, calibration_correct = prob, labels
+    if counted is not None:
+        # An ignored entry may be NaN, as F.binary_cross_entropy_with_logits' weight 0 allows: NaN * 0 is NaN.
+        confidence = torch.where(counted, confidence, 0.0)
 
     weight = torch.ones_like(prob) if counted is None else counted.to(compute_dtype)
 
@@ -143,13 +150,28 @@ def _check_binary_inputs(
         )
     if multilabel and preds.ndim < 2:
         raise ValueError(f"multilabel `preds` must be shaped (N, L), got {tuple(preds.shape)}.")
-    if torch.isnan(preds).any() or torch.isposinf(preds).any():
-        raise ValueError(f"`preds` contains NaN or +inf ({input_format}).")
+    counted = None if ignore_index is None else target != ignore_index
+    bad_preds = preds.isnan() | preds.isposinf()
     if input_format == "probs":
-        check_probability_values("preds", preds)
-    counted = target if ignore_index is None else target[target != ignore_index]
-    if counted.numel() and (counted.min() < 0 or counted.max() > 1 or torch.isnan(counted).any()):
+        bad_preds |= (preds < 0) | (preds > 1)
+    labels = target.to(torch.float64) if target.is_floating_point() else target
+    bad_target = labels.isnan() | (labels < 0) | (labels > 1)
+    if counted is not None:
+        bad_preds &= counted
+        bad_target &= counted
+    if not bool(bad_preds.any() | bad_target.any()):
+        return
+    if bool(bad_preds.any()):
+        value = preds[bad_preds][0].item()
+        if value != value or value == float("inf"):
+            raise ValueError(f"`preds` contains NaN or +inf ({input_format}).")
+        seen = preds if counted is None else preds[counted]
         raise ValueError(
-            f"`target` must hold labels in [0, 1] (ignore_index={ignore_index}), "
-            f"found values in [{counted.min().item()}, {counted.max().item()}]."
+            f"`preds` must hold probabilities in [0, 1], found values in "
+            f"[{seen.min().item():.6g}, {seen.max().item():.6g}]."
         )
+    seen = target if counted is None else target[counted]
+    raise ValueError(
+        f"`target` must hold labels in [0, 1] (ignore_index={ignore_index}), "
+        f"found values in [{seen.min().item()}, {seen.max().item()}]."
+    )

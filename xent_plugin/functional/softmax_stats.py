@@ -44,13 +44,15 @@ from xent_plugin.functional._layout import (
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
     check_choice,
+    check_class_dim,
     check_class_indices,
+    check_flag,
     check_floating,
     check_label_smoothing,
     check_n_bins,
-    check_probability_rows,
-    check_probability_values,
-    check_row_maxima,
+    check_probabilities,
+    check_score_rows,
+    check_tensor,
 )
 
 ACCUMULATE_DTYPE = torch.float64
@@ -96,17 +98,28 @@ class SufficientStats:
         return self
 
 
-def to_scores(preds: Tensor, input_format: str) -> Tensor:
-    """Scores whose softmax is the predicted distribution, in at least float32 (float64 stays float64)."""
-    compute_dtype = ACCUMULATE_DTYPE if preds.dtype == ACCUMULATE_DTYPE else torch.float32
-    scores = preds.to(compute_dtype)
+def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """The dtype the pass computes in: the widest floating dtype among ``tensors``, and at least float32.
+
+    Logits in float32 beside a float64 reference distribution compute in float64; bfloat16 beside float16,
+    neither of which holds the other, in float32. Class indices and None do not count.
+    """
+    dtype = torch.float32
+    for tensor in tensors:
+        if tensor is not None and tensor.is_floating_point():
+            dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
+
+
+def to_scores(preds: Tensor, input_format: str, dtype: torch.dtype | None = None) -> Tensor:
+    """Scores whose softmax is the predicted distribution, in ``dtype`` (default: :func:`compute_dtype`)."""
+    scores = preds.to(compute_dtype(preds) if dtype is None else dtype)
     return scores.log() if input_format == "probs" else scores
 
 
-def to_probabilities(distribution: Tensor, input_format: str) -> Tensor:
-    """The distribution as probabilities, in at least float32."""
-    compute_dtype = ACCUMULATE_DTYPE if distribution.dtype == ACCUMULATE_DTYPE else torch.float32
-    values = distribution.to(compute_dtype)
+def to_probabilities(distribution: Tensor, input_format: str, dtype: torch.dtype | None = None) -> Tensor:
+    """The distribution as probabilities, in ``dtype`` (default: :func:`compute_dtype`)."""
+    values = distribution.to(compute_dtype(distribution) if dtype is None else dtype)
     if input_format == "logits":
         return values.softmax(dim=-1)
     if input_format == "log_probs":
@@ -151,6 +164,7 @@ def sufficient_stats(
         >>> round((stats.cross_entropy / stats.count).item(), 4)
         0.4315
     """
+    check_tensor("preds", preds)
     if validate_args and n_bins is not None:
         check_n_bins(n_bins)
     totals = SufficientStats.zeros(n_bins, device=preds.device)
@@ -194,17 +208,22 @@ def row_statistics(
     For estimators that weight rows before summing them (a bootstrap, say); arguments as in
     :func:`sufficient_stats`.
     """
+    check_tensor("preds", preds)
+    check_tensor("target", target)
+    if reference is not None:
+        check_tensor("reference", reference)
     if validate_args:
         check_choice("input_format", input_format, INPUT_FORMATS)
         check_floating("preds", preds)
+        check_class_dim(class_dim)
         check_label_smoothing(label_smoothing)
+        check_flag("validate_args", validate_args)
     class_dim = normalize_class_dim(preds, class_dim)
     num_classes = preds.shape[class_dim]
     soft = is_soft_target(preds, target, class_dim)
     if validate_args and not soft:
         check_class_indices(target, num_classes, ignore_index)
-    if validate_args and input_format == "probs":
-        check_probability_values("preds", preds)  # before the log turns a negative value into NaN
+    dtype = compute_dtype(preds, target if soft else None, reference)
     if not soft and target.dtype != torch.long:
         target = target.long()  # gather takes int64 indices only; uint8/int16 labels are legal
     reference_is_target = reference is None and soft
@@ -234,7 +253,7 @@ def row_statistics(
             if rows is not None:
                 return rows  # else the compiled pass failed and has warned: this chunk and the rest run eagerly
         return _row_statistics(
-            to_scores(scores, input_format),
+            to_scores(scores, input_format, dtype),
             target_rows,
             target_rows if reference_is_target else reference_rows,
             input_format=input_format,
@@ -242,6 +261,7 @@ def row_statistics(
             label_smoothing=label_smoothing,
             validate=validate_args,
             input_dtype=preds.dtype,
+            raw_probs=scores if validate_args and input_format == "probs" else None,
             workspace=workspaces.setdefault(threading.get_ident(), _Workspace()),
         )
 
@@ -299,9 +319,16 @@ def _fused_row_statistics(
     if rows is None:
         return None
     if validate:
-        check_row_maxima("preds", rows.row_max, input_format)
-        if input_format == "probs":
-            check_probability_rows("preds", rows.partition * rows.row_max.exp(), scores.dtype)
+        probs = input_format == "probs"
+        check_score_rows(
+            "preds",
+            rows.row_max,
+            input_format,
+            counted=rows.counted,
+            row_sums=rows.partition * rows.row_max.exp() if probs else None,
+            sums_dtype=scores.dtype,
+            probs=scores if probs else None,
+        )
     return RowStatistics(
         counted=rows.counted,
         cross_entropy=rows.cross_entropy,
@@ -325,21 +352,29 @@ def _row_statistics(
     label_smoothing: float,
     validate: bool,
     input_dtype: torch.dtype,
+    raw_probs: Tensor | None = None,
     workspace: _Workspace | None = None,
 ) -> RowStatistics:
+    """The per-row terms of one (rows, C) chunk; ``raw_probs`` is the chunk as given, to validate "probs" input."""
     workspace = _Workspace() if workspace is None else workspace
+    counted = None if target.ndim != 1 or ignore_index is None else target != ignore_index
     row_max = scores.amax(dim=1)
-    if validate:
-        check_row_maxima("preds", row_max, input_format)
     shifted = torch.sub(scores, row_max[:, None], out=workspace.buffer(0, scores))
     exp_shifted = torch.exp(shifted, out=workspace.buffer(1, scores))
     partition = exp_shifted.sum(dim=1)
     log_partition = partition.log()
-    if validate and input_format == "probs":
-        check_probability_rows("preds", partition * row_max.exp(), input_dtype)
+    if validate:
+        check_score_rows(
+            "preds",
+            row_max,
+            input_format,
+            counted=counted,
+            row_sums=partition * row_max.exp() if raw_probs is not None else None,
+            sums_dtype=input_dtype,
+            probs=raw_probs,
+        )
 
     if target.ndim == 1:
-        counted = None if ignore_index is None else target != ignore_index
         safe_target = target if counted is None else target.masked_fill(~counted, 0)
         target_shifted = shifted.gather(1, safe_target[:, None]).squeeze(1)
         cross_entropy = log_partition - target_shifted
@@ -347,8 +382,7 @@ def _row_statistics(
         target_square = 1
         correct = _is_first_maximum(shifted, safe_target, target_shifted).to(scores.dtype)
     else:
-        counted = None
-        target_probs = _checked_probabilities(target, "target", validate)
+        target_probs = _checked_probabilities(target, "target", validate, scores.dtype)
         # log S times the row's mass, not log S alone: accepted rows may sum to 1 only within rounding.
         cross_entropy = log_partition * target_probs.sum(dim=1) - _masked_dot(target_probs, shifted)
         target_prob_dot = _row_dot(target_probs, exp_shifted) / partition
@@ -361,7 +395,9 @@ def _row_statistics(
     reference_cross_entropy = reference_entropy = kl = None
     if reference is not None:
         reference_probs = (
-            target_probs if reference is target else _checked_probabilities(reference, "reference", validate)
+            target_probs
+            if reference is target
+            else _checked_probabilities(reference, "reference", validate, scores.dtype)
         )  # a soft target that is its own reference is checked once
         log_q = shifted - log_partition[:, None]
         positive = reference_probs > 0
@@ -438,11 +474,10 @@ def _exp_weighted_sum_(shifted: Tensor, exp_shifted: Tensor, scores: Tensor, row
     return weighted
 
 
-def _checked_probabilities(distribution: Tensor, name: str, validate: bool) -> Tensor:
-    probs = to_probabilities(distribution, "probs")
+def _checked_probabilities(distribution: Tensor, name: str, validate: bool, dtype: torch.dtype) -> Tensor:
+    probs = to_probabilities(distribution, "probs", dtype)
     if validate:
-        check_probability_values(name, probs)
-        check_probability_rows(name, probs.sum(dim=1), distribution.dtype)
+        check_probabilities(name, probs, distribution.dtype)
     return probs
 
 
@@ -477,6 +512,10 @@ def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
         return list(stacked.sum(dim=1, dtype=ACCUMULATE_DTYPE).unbind())
 
     weight = None if rows.counted is None else rows.counted.to(rows.cross_entropy.dtype)
+    confidence = rows.confidence
+    if rows.counted is not None:
+        # An ignored row may be NaN or all -inf (as F.cross_entropy allows): NaN * 0 would reach the histogram.
+        confidence = torch.where(rows.counted, confidence, 0.0)
     count = (
         torch.tensor(float(rows.cross_entropy.numel()), dtype=ACCUMULATE_DTYPE, device=device)
         if weight is None
@@ -500,7 +539,7 @@ def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
         reference_cross_entropy=reference_cross_entropy,
         reference_entropy=reference_entropy,
         kl=kl,
-        bins=None if n_bins is None else reliability_bins(rows.confidence, rows.correct, n_bins, weight),
+        bins=None if n_bins is None else reliability_bins(confidence, rows.correct, n_bins, weight),
     )
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from xent_plugin.functional._score_chunks import score_chunks
+from xent_plugin.functional._validation import check_tensor
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE
 
 DERIVATIVES = 4  # f' .. f'''' besides the value: 5 sums per grid point, a degree-9 Hermite interpolant
@@ -121,6 +122,7 @@ def temperature_sums(
         >>> [round(value, 4) for value in (sums[:, 0] / count).tolist()], round((plain / count).item(), 4)
         ([0.0181, 0.1269, 0.3133], 0.1269)
     """
+    check_tensor("preds", preds)
     if validate_args:
         check_temperatures(temperatures)
     temperatures = temperatures.to(ACCUMULATE_DTYPE)

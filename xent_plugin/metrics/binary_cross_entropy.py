@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from xent_plugin.functional._reduction import mean_or_nan
-from xent_plugin.functional._validation import check_choice, check_ignore_index
+from xent_plugin.functional._validation import check_choice, check_flag, check_ignore_index
 from xent_plugin.functional.sigmoid_stats import BINARY_INPUT_FORMATS, BinaryStats, binary_stats
 from xent_plugin.metrics.base import SummedStateMetric
 
@@ -35,6 +35,7 @@ class BinaryCrossEntropy(SummedStateMetric):
         super().__init__(**kwargs)
         check_choice("input_format", input_format, BINARY_INPUT_FORMATS)
         check_ignore_index(ignore_index)
+        check_flag("validate_args", validate_args)
         self.input_format = input_format
         self.ignore_index = ignore_index
         self.validate_args = validate_args

@@ -8,7 +8,15 @@ from typing import Any
 import torch.distributed as dist
 from torch import Tensor
 
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_ignore_index, check_n_bins
+from xent_plugin.functional._validation import (
+    INPUT_FORMATS,
+    check_choice,
+    check_class_dim,
+    check_flag,
+    check_ignore_index,
+    check_int,
+    check_n_bins,
+)
 from xent_plugin.functional.bootstrap import (
     BootstrapStats,
     _bootstrap_intervals_compute,
@@ -77,8 +85,11 @@ class BootstrapIntervals(SummedStateMetric):
         check_num_replicates(num_replicates)
         check_n_bins(n_bins)
         check_confidence_level(confidence_level)
+        check_int("seed", seed)
         check_choice("input_format", input_format, INPUT_FORMATS)
+        check_class_dim(class_dim)
         check_ignore_index(ignore_index)
+        check_flag("validate_args", validate_args)
         self.num_replicates = num_replicates
         self.n_bins = n_bins
         self.confidence_level = confidence_level

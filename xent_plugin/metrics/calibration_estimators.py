@@ -10,7 +10,16 @@ from __future__ import annotations
 from torch import Tensor
 
 from xent_plugin.functional._layout import normalize_class_dim
-from xent_plugin.functional._validation import INPUT_FORMATS, NORMS, check_choice, check_ignore_index, check_n_bins
+from xent_plugin.functional._validation import (
+    INPUT_FORMATS,
+    NORMS,
+    check_choice,
+    check_class_dim,
+    check_flag,
+    check_ignore_index,
+    check_int,
+    check_n_bins,
+)
 from xent_plugin.functional.adaptive_calibration_error import (
     _adaptive_calibration_error_compute,
     equal_mass_bins,
@@ -54,7 +63,7 @@ class ConfidenceHistogramMetric(TaskMetric):
     ) -> None:
         super().__init__(task=task, **kwargs)
         check_n_bins(n_bins)
-        check_n_bins(n_cells)
+        check_n_bins(n_cells, "n_cells")
         check_choice("average", average, AVERAGES)
         self.n_bins = n_bins
         self.n_cells = n_cells
@@ -327,12 +336,14 @@ class ClasswiseCalibrationError(SummedStateMetric):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+        check_int("num_classes", num_classes, minimum=2)
         check_n_bins(n_bins)
         check_choice("norm", norm, NORMS)
         check_choice("input_format", input_format, INPUT_FORMATS)
+        check_class_dim(class_dim)
         check_ignore_index(ignore_index)
+        check_flag("debias", debias)
+        check_flag("validate_args", validate_args)
         if debias and norm != "l2":
             raise ValueError(f"`debias=True` needs norm='l2' (the estimator is for the squared error), got {norm!r}.")
         self.num_classes = num_classes

@@ -7,6 +7,8 @@ from torch import Tensor
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
     check_choice,
+    check_class_dim,
+    check_flag,
     check_ignore_index,
     check_label_smoothing,
 )
@@ -51,8 +53,10 @@ class CrossEntropy(SummedStateMetric):
     ) -> None:
         super().__init__(**kwargs)
         check_choice("input_format", input_format, INPUT_FORMATS)
+        check_class_dim(class_dim)
         check_ignore_index(ignore_index)
         check_label_smoothing(label_smoothing)
+        check_flag("validate_args", validate_args)
         self.input_format = input_format
         self.class_dim = class_dim
         self.ignore_index = ignore_index

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice
+from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_class_dim, check_flag
 from xent_plugin.functional.entropy import _entropy_compute, _entropy_update
 from xent_plugin.functional.softmax_stats import SufficientStats
 from xent_plugin.metrics.base import SummedStateMetric
@@ -31,6 +31,8 @@ class Entropy(SummedStateMetric):
     def __init__(self, input_format: str = "logits", class_dim: int = 1, validate_args: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         check_choice("input_format", input_format, INPUT_FORMATS)
+        check_class_dim(class_dim)
+        check_flag("validate_args", validate_args)
         self.input_format = input_format
         self.class_dim = class_dim
         self.validate_args = validate_args

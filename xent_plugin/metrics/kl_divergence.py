@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice
+from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_class_dim, check_flag
 from xent_plugin.functional.kl_divergence import DIRECTIONS, _kl_divergence_compute, _kl_divergence_update
 from xent_plugin.functional.softmax_stats import SufficientStats
 from xent_plugin.metrics.base import SummedStateMetric
@@ -42,6 +42,8 @@ class KLDivergence(SummedStateMetric):
         check_choice("input_format", input_format, INPUT_FORMATS)
         check_choice("target_format", target_format, INPUT_FORMATS)
         check_choice("direction", direction, DIRECTIONS)
+        check_class_dim(class_dim)
+        check_flag("validate_args", validate_args)
         self.input_format = input_format
         self.target_format = target_format
         self.direction = direction

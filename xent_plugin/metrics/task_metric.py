@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_ignore_index, check_n_bins
+from xent_plugin.functional._validation import (
+    INPUT_FORMATS,
+    check_choice,
+    check_class_dim,
+    check_flag,
+    check_ignore_index,
+    check_int,
+    check_n_bins,
+)
 from xent_plugin.functional.sigmoid_stats import BINARY_INPUT_FORMATS, CALIBRATION_MODES, BinaryStats
 from xent_plugin.functional.softmax_stats import SufficientStats
 from xent_plugin.functional.task_stats import TASKS, task_stats
@@ -41,11 +49,15 @@ class TaskMetric(SummedStateMetric):
         check_choice("task", task, TASKS)
         check_choice("input_format", input_format, INPUT_FORMATS if task == "multiclass" else BINARY_INPUT_FORMATS)
         check_choice("calibration_mode", calibration_mode, CALIBRATION_MODES)
+        check_class_dim(class_dim)
         check_ignore_index(ignore_index)
+        check_flag("validate_args", validate_args)
         if n_bins is not None:
             check_n_bins(n_bins)
-        if task == "multilabel" and (not isinstance(num_labels, int) or num_labels < 1):
+        if task == "multilabel" and (isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1):
             raise ValueError(f"`num_labels` must be a positive int for task='multilabel', got {num_labels!r}.")
+        if num_labels is not None:
+            check_int("num_labels", num_labels, minimum=1)
         self.task = task
         self.input_format = input_format
         self.class_dim = class_dim

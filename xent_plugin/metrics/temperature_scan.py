@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_ignore_index
+from xent_plugin.functional._validation import (
+    INPUT_FORMATS,
+    check_choice,
+    check_class_dim,
+    check_flag,
+    check_ignore_index,
+    check_tensor,
+)
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE
 from xent_plugin.functional.temperature_scan import (
     DERIVATIVES,
@@ -62,10 +69,14 @@ class TemperatureScan(SummedStateMetric):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if temperatures is not None:
+            check_tensor("temperatures", temperatures)
         temperatures = default_temperatures() if temperatures is None else temperatures.to(ACCUMULATE_DTYPE)
         check_temperatures(temperatures)
         check_choice("input_format", input_format, INPUT_FORMATS)
+        check_class_dim(class_dim)
         check_ignore_index(ignore_index)
+        check_flag("validate_args", validate_args)
         self.temperatures = temperatures
         self.input_format = input_format
         self.class_dim = class_dim

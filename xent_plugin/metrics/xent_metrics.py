@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from xent_plugin.functional._reduction import mean_or_nan
+from xent_plugin.functional._validation import check_label_smoothing
 from xent_plugin.functional.calibration_error import _calibration_error_compute, reliability_table
 from xent_plugin.functional.softmax_stats import SufficientStats, sufficient_stats
 from xent_plugin.metrics.task_metric import TaskMetric
@@ -52,6 +53,7 @@ class XentMetrics(TaskMetric):
 
     def __init__(self, task: str = "multiclass", n_bins: int = 15, label_smoothing: float = 0.0, **kwargs):
         super().__init__(task=task, n_bins=n_bins, **kwargs)
+        check_label_smoothing(label_smoothing)
         self.label_smoothing = label_smoothing
         self.stat_names = _SCALAR_STATS + ("bins",)
         for name in _SCALAR_STATS:
