@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from xent_plugin.integrations.figures.reliability_diagram import SIZE
 from xent_plugin.integrations.mlflow.artifacts import log_reliability_diagram, log_reliability_table, logged_image_steps
 
 # MLflow 3 stores each stepped image twice, as
@@ -42,7 +43,7 @@ def test_logged_image_is_the_rendered_diagram(client, run_id, table, tmp_path):
     log_reliability_diagram(client, run_id, table, key="reliability", step=3)
     (path,) = [path for path in artifact_paths(client, run_id, "images") if path.endswith(".png")]
     image = np.asarray(Image.open(client.download_artifacts(run_id, path, str(tmp_path))))
-    assert image.shape[:2] == (600, 500)
+    assert image.shape[:2] == (SIZE, SIZE)
 
 
 def test_table_round_trips_as_json_with_nan_as_null(client, run_id, table, tmp_path):

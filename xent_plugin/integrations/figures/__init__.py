@@ -1,4 +1,4 @@
-"""The reliability diagram and the table columns it is drawn from (matplotlib, no pyplot)."""
+"""The reliability diagram and the table columns it is drawn from (drawn with Pillow, sized for MLflow's thumbnail)."""
 
 from xent_plugin.integrations.figures.reliability_columns import (
     INTERVAL_COLUMNS,
@@ -8,14 +8,13 @@ from xent_plugin.integrations.figures.reliability_columns import (
     reliability_columns,
     smooth_curve_columns,
 )
-from xent_plugin.integrations.figures.reliability_diagram import figure_to_image, reliability_diagram
+from xent_plugin.integrations.figures.reliability_diagram import reliability_diagram
 
 __all__ = [
     "INTERVAL_COLUMNS",
     "RELIABILITY_COLUMNS",
     "ReliabilityTable",
     "SmoothCurve",
-    "figure_to_image",
     "reliability_columns",
     "reliability_diagram",
     "smooth_curve_columns",

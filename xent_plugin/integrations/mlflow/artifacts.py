@@ -20,7 +20,7 @@ from xent_plugin.integrations.figures.reliability_columns import (
     reliability_columns,
     smooth_curve_columns,
 )
-from xent_plugin.integrations.figures.reliability_diagram import figure_to_image, reliability_diagram
+from xent_plugin.integrations.figures.reliability_diagram import reliability_diagram
 
 # The characters MlflowClient.log_image accepts in a key; it raises ValueError on any other.
 _UNSUPPORTED_KEY_CHARACTERS = re.compile(r"[^a-zA-Z0-9_\-./ ]")
@@ -98,10 +98,7 @@ def log_reliability_diagram(
         >>> client.log_image.call_args.kwargs
         {'key': 'val/reliability', 'step': 7, 'synchronous': True}
     """
-    figure = reliability_diagram(
-        table, ece=ece, title=f"{key}, step {step}", smooth_curve=smooth_curve, binning=binning
-    )
-    image = figure_to_image(figure)
+    image = reliability_diagram(table, ece=ece, title=f"{key}, step {step}", smooth_curve=smooth_curve, binning=binning)
     # Synchronous whatever MLFLOW_ENABLE_ASYNC_LOGGING says, so that an upload failure raises here, where the
     # caller can report it, instead of in MLflow's own queue.
     client.log_image(run_id, image, key=mlflow_key(key), step=step, synchronous=True)
