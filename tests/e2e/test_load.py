@@ -48,12 +48,12 @@ def test_streamed_token_chunks_match_one_pass_over_all_tokens_with_a_fixed_state
     for _, target in chunks:
         target[:, -3:] = IGNORE_INDEX  # padding
     metrics = XentMetrics(task="multiclass", class_dim=-1, ignore_index=IGNORE_INDEX)
-    shapes = {name: tuple(getattr(metrics, name).shape) for name in metrics._defaults}
+    shapes = {name: tuple(getattr(metrics, name).shape) for name in metrics.sum_state_names}
     state_bytes = metrics.state_bytes()
 
     for logits, target in chunks:
         metrics.update(logits, target)
-        assert {name: tuple(getattr(metrics, name).shape) for name in metrics._defaults} == shapes
+        assert {name: tuple(getattr(metrics, name).shape) for name in metrics.sum_state_names} == shapes
         assert metrics.state_bytes() == state_bytes
 
     all_logits = torch.cat([logits.reshape(-1, VOCAB) for logits, _ in chunks]).double()

@@ -38,7 +38,7 @@ def run(rank: int, world_size: int, port: int, out_dir: str) -> None:
             metric = case.make_metric()
             for start, stop in SHARDS[rank]:
                 metric.update(preds[start:stop], target[start:stop])
-            local_state = {name: getattr(metric, name).clone() for name in metric._defaults}
+            local_state = {name: getattr(metric, name).clone() for name in metric.sum_state_names}
             results["values"][case.name] = metric.compute()
             results["local_state_kept"][case.name] = all(
                 torch.equal(getattr(metric, name), value) for name, value in local_state.items()

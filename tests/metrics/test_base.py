@@ -53,8 +53,8 @@ def test_forward_returns_the_batch_value_and_accumulates(case):
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_every_state_is_a_float64_tensor_summed_across_processes(case):
     metric = case.make_metric()
-    assert metric._defaults, "a metric without states"
-    for name, default in metric._defaults.items():
+    assert metric.sum_state_names, "a metric without states"
+    for name, default in {name: metric._defaults[name] for name in metric.sum_state_names}.items():
         assert isinstance(default, torch.Tensor), f"{name} is a list state"
         assert default.dtype == torch.float64, name
         assert metric._reductions[name].__name__ == "dim_zero_sum", name
@@ -84,7 +84,7 @@ def test_state_has_the_same_size_after_ten_samples_as_after_a_hundred_thousand(c
         metric = case.make_metric(validate_args=False)
         # The token case has 4 positions per row.
         metric.update(*case.make_batch(samples // 4 if case.name == "perplexity" else samples, 2))
-        return sum(getattr(metric, name).numel() for name in metric._defaults)
+        return sum(getattr(metric, name).numel() for name in metric.sum_state_names)
 
     assert state_numel(10**5) == state_numel(10)
 
@@ -107,7 +107,7 @@ def test_reset_returns_to_the_empty_state(case):
     metric.reset()
     with pytest.warns(UserWarning, match="no samples were counted"):
         assert is_nan_everywhere(metric.compute())
-    for name, default in metric._defaults.items():
+    for name, default in {name: metric._defaults[name] for name in metric.sum_state_names}.items():
         assert torch.equal(getattr(metric, name), default), name
     metric.update(preds[:50], target[:50])
     fresh = case.make_metric()

@@ -55,8 +55,8 @@ def test_perplexity_streams_as_exp_of_the_token_cross_entropy():
 
 def test_state_is_two_float64_numbers():
     metric = CrossEntropy()
-    assert sorted(metric._defaults) == ["count", "cross_entropy"]
-    assert all(getattr(metric, name).shape == () for name in metric._defaults)
+    assert sorted(metric.sum_state_names) == ["count", "cross_entropy"]
+    assert all(getattr(metric, name).shape == () for name in metric.sum_state_names)
 
 
 @pytest.mark.slow

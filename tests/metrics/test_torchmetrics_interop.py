@@ -20,7 +20,7 @@ def _updated(case, rows: int = 64, seed: int = 0):
 
 
 def _states(metric) -> dict[str, torch.Tensor]:
-    return {name: getattr(metric, name) for name in metric._defaults}
+    return {name: getattr(metric, name) for name in metric.sum_state_names}
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -40,7 +40,7 @@ def test_pickle_round_trip_keeps_the_accumulated_state_and_keeps_accumulating(ca
 def test_state_dict_carries_every_accumulated_state(case):
     metric = _updated(case)
     state = metric.state_dict()
-    assert set(state) == set(metric._defaults)
+    assert set(state) == set(metric.sum_state_names)
     fresh = case.make_metric()
     fresh.load_state_dict(state)
     for name, value in _states(metric).items():

@@ -127,7 +127,7 @@ def test_state_bytes_after_ten_samples_equal_those_after_a_million():
     small = state_bytes(10)
     assert state_bytes(10**6) == small
     metric = XentMetrics()
-    assert small == sum(getattr(metric, name).numel() * 8 for name in metric._defaults)
+    assert small == sum(getattr(metric, name).numel() * 8 for name in metric.sum_state_names)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,16 @@ class SummedStateMetric(Metric):
     Subclasses list the statistics in ``stat_names`` and turn a batch into statistics in ``batch_stats``;
     ``update`` adds them. Because every state is a sum, a distributed ``compute`` packs all of them into one
     float64 vector and all-reduces it once, instead of torchmetrics' all-gather per state.
+
+    Three guards keep a state what it claims to be:
+
+    - ``options_digest``, a non-persistent state, holds a digest of the class and its options (refreshed at each
+      ``update``). A ``MetricCollection`` puts metrics whose states are equal after the first update into one
+      compute group that shares state; the digest keeps two metrics that differ in any option (say
+      ``ignore_index``, with no ignored row in the first batch) apart;
+    - ``load_state_dict`` refuses a state of another shape, naming it and both shapes, and keeps float64;
+    - unpickling copies the states: ``torch.multiprocessing`` pickles CPU tensors as handles to shared memory,
+      so a metric sent to ``ddp_spawn`` workers would otherwise have every rank add into one tensor.
     """
 
     full_state_update = False
@@ -28,8 +40,73 @@ class SummedStateMetric(Metric):
     higher_is_better = False
     stat_names: tuple[str, ...] = ()
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._digested_options: tuple | None = None
+        self.add_state(OPTIONS_STATE, default=torch.zeros(16, dtype=ACCUMULATE_DTYPE), dist_reduce_fx="max")
+        self._persistent[OPTIONS_STATE] = False
+
     def add_sum_state(self, name: str, shape: tuple[int, ...] = ()) -> None:
         self.add_state(name, default=torch.zeros(shape, dtype=ACCUMULATE_DTYPE), dist_reduce_fx="sum", persistent=True)
+
+    @property
+    def sum_state_names(self) -> list[str]:
+        """The names of the float64 sum states (every state but ``options_digest``)."""
+        return sum_state_names(self)
+
+    def _wrap_update(self, update: Callable) -> Callable:
+        wrapped = super()._wrap_update(update)
+
+        @functools.wraps(update)
+        def update_with_options(*args: Any, **kwargs: Any) -> None:
+            self._digest_options()
+            wrapped(*args, **kwargs)
+
+        return update_with_options
+
+    def _digest_options(self) -> None:
+        options = _options(self)
+        if options == self._digested_options:
+            return
+        digest = hashlib.blake2b(repr(options).encode(), digest_size=16).digest()
+        state = torch.tensor(list(digest), dtype=ACCUMULATE_DTYPE, device=getattr(self, OPTIONS_STATE).device)
+        self._defaults[OPTIONS_STATE] = state
+        setattr(self, OPTIONS_STATE, state.clone())
+        self._digested_options = options
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # torch.multiprocessing rebuilds CPU tensors on shared memory; copies make them this process's own.
+        for name in self._defaults:
+            self._defaults[name] = self._defaults[name].clone()
+            setattr(self, name, getattr(self, name).clone())
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        for name in self.sum_state_names:
+            key = prefix + name
+            if key not in state_dict:
+                continue
+            loaded, current = state_dict[key], getattr(self, name)
+            if not isinstance(loaded, Tensor) or loaded.shape != current.shape:
+                shape = tuple(loaded.shape) if isinstance(loaded, Tensor) else type(loaded).__name__
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: state `{name}` has shape {shape} in the state_dict "
+                    f"but {tuple(current.shape)} in this metric; was it saved from a metric with other options "
+                    "(n_bins, num_labels, ...)?"
+                )
+            state_dict[key] = loaded.to(device=current.device, dtype=ACCUMULATE_DTYPE, copy=True)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def batch_stats(self, preds: Tensor, target: Tensor) -> SufficientStats | BinaryStats:
         raise NotImplementedError
@@ -56,7 +133,30 @@ class SummedStateMetric(Metric):
         return self._plot(val, ax)
 
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
-        all_reduce_sum_states(self, list(self._defaults), process_group or self.process_group)
+        all_reduce_sum_states(self, self.sum_state_names, process_group or self.process_group)
+
+
+OPTIONS_STATE = "options_digest"
+
+
+def sum_state_names(metric: Metric) -> list[str]:
+    """The states of ``metric`` that are sums over rows and ranks."""
+    return [name for name in metric._defaults if name != OPTIONS_STATE]
+
+
+def _options(metric: Metric) -> tuple:
+    """The class and every plain attribute of ``metric`` that is not a state: what its updates depend on."""
+    values = []
+    for name, value in sorted(vars(metric).items()):
+        if name.startswith("_") or name == "training" or name in metric._defaults:
+            continue
+        if isinstance(value, Tensor):
+            # Identity, not values: reading values back would cost a device sync on every update.
+            value = (tuple(value.shape), str(value.dtype), str(value.device), value.data_ptr(), value._version)
+        elif not isinstance(value, (str, int, float, bool, tuple, type(None))):
+            continue  # modules, functions, process groups
+        values.append((name, value))
+    return (type(metric).__module__, type(metric).__qualname__, tuple(values))
 
 
 def all_reduce_sum_states(metric: Metric, names: list[str], process_group: Any | None = None) -> None:
@@ -82,7 +182,7 @@ def synced_together(metrics: Sequence[Metric], process_group: Any | None = None)
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(process_group) == 1:
         yield
         return
-    pairs = [(metric, name) for metric in metrics for name in metric._defaults]
+    pairs = [(metric, name) for metric in metrics for name in sum_state_names(metric)]
     local = [getattr(metric, name) for metric, name in pairs]
     _all_reduce_packed(pairs, process_group)
     try:

@@ -114,7 +114,7 @@ class XentMetrics(TaskMetric):
 
     def state_bytes(self) -> int:
         """Bytes held by the metric's state; the same for ten samples as for ten million."""
-        return sum(getattr(self, name).numel() * 8 for name in self._defaults)
+        return sum(getattr(self, name).numel() * 8 for name in self.sum_state_names)
 
 
 __all__ = ["XentMetrics", "torch"]
