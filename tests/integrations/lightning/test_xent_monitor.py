@@ -229,3 +229,68 @@ def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger):
     client = MlflowClient(tracking_uri=mlflow_logger._tracking_uri)
     images = [a.path for a in client.list_artifacts(mlflow_logger.run_id, "images") if a.path.endswith(".png")]
     assert any(path.startswith("images/val~reliability_equal_mass+step+0") for path in images)
+
+
+class AllNaN(TinyClassifier):
+    def validation_step(self, batch, batch_idx):
+        out = super().validation_step(batch, batch_idx)
+        out["logits"] = torch.full_like(out["logits"], float("nan"))
+        return out
+
+
+def test_a_fully_skipped_epoch_logs_nan_so_a_checkpoint_monitor_finds_its_key(mlflow_logger, tmp_path):
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val/cross_entropy")
+    trainer = pl.Trainer(
+        logger=mlflow_logger,
+        callbacks=[XentMonitor(nan_policy="warn"), checkpoint],
+        **fit_kwargs(max_epochs=1, enable_checkpointing=True),
+    )
+    with pytest.warns(UserWarning, match=r"every val batch was skipped this epoch \(3 with NaN.*logging NaN for"):
+        trainer.fit(AllNaN(), make_loader(16), make_loader(24))
+    assert math.isnan(trainer.callback_metrics["val/cross_entropy"])
+    assert math.isnan(metric_history(mlflow_logger, "val/ece")[0][1])
+    assert metric_history(mlflow_logger, "val/skipped_batches")[0][1] == 3
+
+
+class Returning(TinyClassifier):
+    def __init__(self, change):
+        super().__init__()
+        self.change = change
+
+    def validation_step(self, batch, batch_idx):
+        return self.change(super().validation_step(batch, batch_idx))
+
+
+@pytest.mark.parametrize(
+    ("monitor", "change", "message"),
+    [
+        (XentMonitor(), lambda out: {**out, "logits": None}, r"the validate step's 'logits' is NoneType"),
+        (XentMonitor(), lambda out: {**out, "target": out["target"].tolist()}, r"the validate step's 'target' is list"),
+        (XentMonitor(), lambda out: {**out, "reference": [0.5]}, r"the validate step's 'reference' is list"),
+        (
+            XentMonitor(extract=lambda outputs, batch: (outputs["logits"], {"y": outputs["target"]})),
+            lambda out: out,
+            r"`extract` returned target is dict",
+        ),
+        (
+            XentMonitor(extract=lambda outputs, batch: outputs),
+            lambda out: out,
+            r"`extract` must return \(preds, target\) or \(preds, target, reference\), got dict",
+        ),
+    ],
+    ids=["logits_none", "target_list", "reference_list", "extract_target_dict", "extract_dict"],
+)
+def test_a_step_output_that_is_not_tensors_names_the_key_and_the_type(mlflow_logger, monitor, change, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        _fit(Returning(change), mlflow_logger, monitor, make_loader(16), make_loader(16), max_epochs=1)
+
+
+def test_float64_reference_beside_float32_logits_is_monitored(mlflow_logger):
+    model = TinyClassifier(with_reference=True)
+    loader = make_loader(24, with_reference=True)
+    x, y, reference = loader.dataset.tensors
+    double = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, reference.double()), batch_size=8)
+    _fit(model, mlflow_logger, XentMonitor(), make_loader(16, with_reference=True), double, max_epochs=1)
+    returned = model.returned["val/0"]
+    expected = kl_divergence(concat(returned, "logits"), concat(returned, "reference"))
+    assert metric_history(mlflow_logger, "val/kl")[0][1] == pytest.approx(expected.item(), rel=1e-5)

@@ -55,6 +55,9 @@ class PredictionSource:
                     f"XentMonitor: `extract` must return (preds, target) or (preds, target, reference), "
                     f"got {type(extracted).__name__}."
                 )
+            names = ("preds", "target", "reference")
+            for name, value in zip(names[: len(extracted)], extracted, strict=True):
+                _check_tensor(value, f"`extract` returned {name}")
             return Predictions(extracted[0], extracted[1], self.input_format, *extracted[2:])
         if not isinstance(outputs, Mapping):
             raise ValueError(
@@ -70,6 +73,14 @@ class PredictionSource:
                 "`target_key` or pass `extract=`."
             )
         input_format, key = found[0]
+        for name in (key, self.target_key, self.reference_key):
+            if name != self.reference_key or outputs.get(name) is not None:
+                _check_tensor(outputs[name], f"the {stage} step's {name!r}")
         return Predictions(
             outputs[key].detach(), outputs[self.target_key], input_format, outputs.get(self.reference_key)
         )
+
+
+def _check_tensor(value: Any, what: str) -> None:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"XentMonitor: {what} is {type(value).__name__}, expected a torch.Tensor.")

@@ -281,6 +281,9 @@ class XentMonitor(Callback):
                 figures = _figure_inputs(metric, extras, values)
         if self.skipped_batches[stage]:
             pl_module.log(f"{prefix}/skipped_batches", float(self.skipped_batches[stage]), on_epoch=True)
+        if not counted and self.skipped_batches[stage]:
+            self._log_skipped_epoch(pl_module, prefix, stage, metric)
+            return
         if not counted:
             warnings.warn(
                 f"XentMonitor: no {prefix} samples were counted this epoch (empty dataloader, every target "
@@ -293,6 +296,20 @@ class XentMonitor(Callback):
             pl_module.log(f"{prefix}/{name}", value.item(), on_step=False, on_epoch=True, sync_dist=False)
         if self.log_figures and trainer.is_global_zero:
             self._send_figures(trainer, prefix, figures)
+
+    def _log_skipped_epoch(self, pl_module: pl.LightningModule, prefix: str, stage: str, metric: Metric) -> None:
+        # NaN, not nothing: ModelCheckpoint(monitor=...) stops the run when its key is missing.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            names = list(metric.values())
+        warnings.warn(
+            f"XentMonitor: every {prefix} batch was skipped this epoch ({self.skipped_batches[stage]} with NaN or "
+            f"+inf predictions, nan_policy='warn'); logging NaN for {', '.join(names)}.",
+            UserWarning,
+            stacklevel=2,
+        )
+        for name in names:
+            pl_module.log(f"{prefix}/{name}", float("nan"), on_step=False, on_epoch=True, sync_dist=False)
 
     def _log_running_train_values(self, trainer: pl.Trainer) -> None:
         # Straight to the loggers: pl_module.log would hold step values back to Trainer(log_every_n_steps).
