@@ -167,7 +167,9 @@ def check_class_indices(target: Tensor, num_classes: int, ignore_index: int | No
         outside &= target != ignore_index
     if not bool(outside.any()):
         return
-    bad = target[outside][0].item()
+    counted = target if ignore_index is None else target[target != ignore_index]
+    low, high = counted.min().item(), counted.max().item()
+    bad = low if low < 0 else high
     hint = "" if ignore_index is None else f" other than ignore_index={ignore_index}"
     raise ValueError(
         f"`target` holds class index {bad}, outside [0, {num_classes - 1}] for {num_classes} classes{hint}."
