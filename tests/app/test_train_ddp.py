@@ -54,3 +54,20 @@ def test_only_rank_zero_prints_the_summary(ddp_run):
     summaries = re.findall(r"MLflow run (\w+) in experiment", result.stdout + result.stderr)
 
     assert summaries == [runs_in(client)[0].info.run_id]
+
+
+def test_no_rank_is_advised_to_sync_values_that_are_synced_already(ddp_run):
+    _, result, _ = ddp_run
+
+    assert "sync_dist" not in result.stdout + result.stderr
+
+
+def test_the_models_own_loss_is_synced_so_it_equals_the_monitors_cross_entropy(ddp_run):
+    _, _, client = ddp_run
+
+    (run,) = runs_in(client)
+
+    for stage in ("val", "test"):
+        metrics = run.data.metrics
+        # The model's loss is a float32 mean, XentMonitor's cross-entropy a float64 one.
+        assert metrics[f"{stage}/loss"] == pytest.approx(metrics[f"{stage}/cross_entropy"], rel=1e-5), stage

@@ -52,25 +52,15 @@ def run(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 def monitor_set():
     """XentMonitor's whole set with every extra on: XentMetrics plus the opt-in calibration estimators."""
-    from xent_plugin.integrations.lightning.extra_metrics import build_extra_metrics
-    from xent_plugin.metrics import XentMetrics
+    from xent_plugin.integrations.lightning.metric_options import MetricOptions
 
-    extras = build_extra_metrics(
-        task="multiclass",
-        n_bins=15,
-        class_dim=1,
-        ignore_index=None,
-        input_format="logits",
-        calibration_mode="top_label",
-        calibration_estimators=True,
-        bootstrap_replicates=None,  # replicate weights depend on the rank by design, so values differ
-        temperature_scan=True,
-    )
-    return XentMetrics(sync_on_compute=False), extras
+    # Bootstrap replicate weights depend on the rank by design, so its values would differ: left off.
+    options = MetricOptions(calibration_estimators=True, temperature_scan=True)
+    return options.xent_metrics(), options.extras()
 
 
 def monitor_set_values(metric, extras) -> dict[str, torch.Tensor]:
-    from xent_plugin.integrations.lightning.extra_metrics import extra_values
+    from xent_plugin.integrations.lightning.metric_options import extra_values
 
     return {**metric.values(), **extra_values(extras)}
 

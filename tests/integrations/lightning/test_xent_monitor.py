@@ -49,7 +49,8 @@ def test_reliability_images_and_tables_are_logged_for_every_epoch(mlflow_logger)
     images = [a.path for a in client.list_artifacts(run_id, "images")]
     # MLflow 3 stores log_image(key, step) as images/<key with / as ~>+step+<step>+timestamp+...png
     steps = sorted(int(path.split("+step+")[1].split("+")[0]) for path in images if path.endswith(".png"))
-    assert steps == [0, 1, 2]
+    assert steps == [step for step, _ in metric_history(mlflow_logger, "val/cross_entropy")]
+    assert len(steps) == 3
     assert all(path.startswith("images/val~reliability+step+") for path in images)
     tables = sorted(a.path for a in client.list_artifacts(run_id, "reliability/val/reliability"))
     assert len(tables) == 3
@@ -194,8 +195,9 @@ def test_state_dict_round_trip_restores_accumulated_state():
     assert restored.metrics["train"].cross_entropy == monitor.metrics["train"].cross_entropy
 
 
-def test_instances_with_different_settings_have_distinct_state_keys():
+def test_instances_with_different_settings_or_names_have_distinct_state_keys():
     assert XentMonitor(n_bins=10).state_key != XentMonitor(n_bins=20).state_key
+    assert XentMonitor(name="a").state_key != XentMonitor(name="b").state_key
 
 
 def test_bad_options_are_rejected_with_their_name():
@@ -205,6 +207,12 @@ def test_bad_options_are_rejected_with_their_name():
         XentMonitor(train_every_n_steps=0)
     with pytest.raises(ValueError, match="n_bins"):
         XentMonitor(n_bins=0)
+    with pytest.raises(ValueError, match="figures_every_n_epochs"):
+        XentMonitor(figures_every_n_epochs=0)
+    with pytest.raises(ValueError, match=r"`name` must be .* got 'val/x'"):
+        XentMonitor(name="val/x")
+    with pytest.raises(ValueError, match="`progress_bar` must be a sequence of value names, got the string 'ece'"):
+        XentMonitor(progress_bar="ece")
 
 
 def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger):
@@ -228,7 +236,8 @@ def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger):
         assert math.isfinite(logged(name)), name
     client = MlflowClient(tracking_uri=mlflow_logger._tracking_uri)
     images = [a.path for a in client.list_artifacts(mlflow_logger.run_id, "images") if a.path.endswith(".png")]
-    assert any(path.startswith("images/val~reliability_equal_mass+step+0") for path in images)
+    (step, _), *_ = metric_history(mlflow_logger, "val/cross_entropy")
+    assert any(path.startswith(f"images/val~reliability_equal_mass+step+{step}+") for path in images)
 
 
 class AllNaN(TinyClassifier):

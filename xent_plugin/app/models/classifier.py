@@ -106,7 +106,9 @@ class XentClassifier(pl.LightningModule):
     def _evaluation_step(self, stage: str, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         output = self.step(batch)
         counted = self._counted_targets(batch["y"])
-        self.log(f"{stage}/loss", output["loss"], on_step=False, on_epoch=True, batch_size=counted)
+        # Synced: under DDP each rank holds a part of the epoch, and the logged loss must be the whole epoch's,
+        # as XentMonitor's cross-entropy is (the two then agree).
+        self.log(f"{stage}/loss", output["loss"], on_step=False, on_epoch=True, batch_size=counted, sync_dist=True)
         return output
 
     def _counted_targets(self, target: Tensor) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,7 +16,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from xent_plugin.integrations.lightning.exact_once import SampleBudget
-from xent_plugin.integrations.lightning.extra_metrics import build_extra_metrics, extra_values
+from xent_plugin.integrations.lightning.metric_options import MetricOptions, extra_values
 from xent_plugin.integrations.lightning.prediction_source import Extract, Predictions, PredictionSource
 from xent_plugin.integrations.mlflow.safe_writer import SafeMlflowWriter
 from xent_plugin.metrics.base import synced_together
@@ -38,8 +39,14 @@ class XentMonitor(Callback):
     ``brier_score``, ``accuracy``, ``ece``, ``mce``, ``rmsce``, ``perplexity`` (multiclass), and with a reference
     the decomposition ``reference_cross_entropy`` = ``reference_entropy`` + ``kl``. Scalars go through
     ``pl_module.log``, so every Lightning logger gets them and ``ModelCheckpoint`` / ``EarlyStopping`` can
-    monitor them. Every attached ``MLFlowLogger`` also gets, from rank 0 and per epoch, a reliability diagram
-    (``log_image`` with ``step=epoch``, so the UI shows a step slider) and the reliability table as JSON.
+    monitor them. Every attached ``MLFlowLogger`` also gets, from rank 0, a reliability diagram (``log_image``,
+    so the UI shows a step slider) and the reliability table.
+
+    The scalars, the diagram and the table of one epoch share one step: during ``fit``, the step Lightning
+    gives that epoch's scalars (the training step count), so a diagram sits at the point of the curve it
+    explains. A validation outside ``fit`` (``trainer.validate()`` before, between or after fits, or twice) and a
+    second test would get the step of the one before; each gets the next free step instead, scalars included,
+    so none overwrites or hides another.
 
     Under DDP each rank accumulates locally — no collective per step — and ``compute`` is a single float64
     sum all-reduce at epoch end. Samples that ``DistributedSampler`` repeats to pad the last batch are
@@ -60,7 +67,16 @@ class XentMonitor(Callback):
         log_train: also accumulate training batches and log the synced epoch value under ``train/``.
         train_every_n_steps: with ``log_train``, also log running values every N batches (``train/<name>_step``).
             They are rank 0's own values unless ``sync_train_steps=True``, which costs one all-reduce each time.
+        name: the monitor's name, for several monitors side by side: its keys become ``val/<name>/ece``,
+            ``val/<name>/reliability``, ... instead of ``val/ece``. Two monitors of one Trainer that would write
+            the same keys (the same ``name``, or both without one) are refused at setup.
+        progress_bar: the validation values shown in the progress bar, by name (``"cross_entropy"``,
+            ``"ece"``, ...); ``()`` shows none.
         log_figures: send reliability diagrams and tables to MLflow loggers.
+        figures_every_n_epochs: during ``fit``, draw the diagrams of every N-th validation (the first, the
+            (N+1)-th, ...), and at the end of the fit those of the last validation and of the best one (lowest
+            cross-entropy) if they were skipped, each at its own step. Validations outside ``fit`` and tests
+            always get theirs.
         upload_in_background: render and upload figures in a background thread on rank 0.
         nan_policy: ``"raise"`` stops at a batch with NaN or +inf predictions, naming it; ``"warn"`` skips and
             counts such batches (logged as ``<stage>/skipped_batches``).
@@ -79,9 +95,11 @@ class XentMonitor(Callback):
     ``docs/calibration.md`` for when to prefer which estimator.
 
     Example:
-        >>> monitor = XentMonitor(n_bins=10)
-        >>> monitor.state_key
-        "XentMonitor{'task': 'multiclass', 'n_bins': 10, 'preds_keys': None, 'target_key': 'target'}"
+        >>> coarse, fine = XentMonitor(n_bins=5, name="coarse"), XentMonitor(n_bins=30, name="fine")
+        >>> coarse.key("validate", "ece"), fine.key("validate", "reliability")
+        ('val/coarse/ece', 'val/fine/reliability')
+        >>> coarse.state_key != fine.state_key
+        True
     """
 
     def __init__(
@@ -100,7 +118,10 @@ class XentMonitor(Callback):
         log_train: bool = False,
         train_every_n_steps: int | None = None,
         sync_train_steps: bool = False,
+        name: str | None = None,
+        progress_bar: Sequence[str] = ("cross_entropy", "ece"),
         log_figures: bool = True,
+        figures_every_n_epochs: int = 1,
         upload_in_background: bool = True,
         nan_policy: str = "raise",
         validate_args: bool = True,
@@ -112,7 +133,15 @@ class XentMonitor(Callback):
             raise ValueError(f"`nan_policy` must be one of {NAN_POLICIES}, got {nan_policy!r}.")
         if train_every_n_steps is not None and (not isinstance(train_every_n_steps, int) or train_every_n_steps < 1):
             raise ValueError(f"`train_every_n_steps` must be a positive int or None, got {train_every_n_steps!r}.")
-        self.metric_options = dict(
+        if not isinstance(figures_every_n_epochs, int) or figures_every_n_epochs < 1:
+            raise ValueError(f"`figures_every_n_epochs` must be a positive int, got {figures_every_n_epochs!r}.")
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)):
+            raise ValueError(
+                f"`name` must be None or a non-empty string of letters, digits, '_', '-' and '.', got {name!r}."
+            )
+        if isinstance(progress_bar, str):
+            raise ValueError(f"`progress_bar` must be a sequence of value names, got the string {progress_bar!r}.")
+        self.options = MetricOptions(
             task=task,
             n_bins=n_bins,
             class_dim=class_dim,
@@ -121,44 +150,47 @@ class XentMonitor(Callback):
             calibration_mode=calibration_mode,
             input_format=input_format,
             validate_args=validate_args,
-        )
-        self.metrics = {stage: XentMetrics(**self.metric_options, sync_on_compute=False) for stage in STAGE_PREFIXES}
-        self.extra_options = dict(
             calibration_estimators=calibration_estimators,
             bootstrap_replicates=bootstrap_replicates,
             temperature_scan=temperature_scan,
         )
-        self.extras = {
-            stage: build_extra_metrics(
-                task=task,
-                n_bins=n_bins,
-                class_dim=class_dim,
-                ignore_index=ignore_index,
-                input_format=input_format,
-                calibration_mode=calibration_mode,
-                **self.extra_options,
-            )
-            for stage in STAGE_PREFIXES
-        }
+        self.metrics = {stage: self.options.xent_metrics() for stage in STAGE_PREFIXES}
+        self.extras = {stage: self.options.extras() for stage in STAGE_PREFIXES}
         self.source = PredictionSource(preds_keys, target_key, reference_key, extract, input_format)
+        self.name = name
+        self.progress_bar = tuple(progress_bar)
         self.log_train = log_train
         self.train_every_n_steps = train_every_n_steps
         self.sync_train_steps = sync_train_steps
         self.log_figures = log_figures
+        self.figures_every_n_epochs = figures_every_n_epochs
         self.upload_in_background = upload_in_background
         self.nan_policy = nan_policy
         self.skipped_batches = dict.fromkeys(STAGE_PREFIXES, 0)
         self.budgets = {stage: SampleBudget() for stage in STAGE_PREFIXES}
         self.writers: dict[int, SafeMlflowWriter] = {}
-        self._state_key_fields = dict(task=task, n_bins=n_bins, preds_keys=preds_keys, target_key=target_key)
+        # Per stage, the step of the last epoch logged: steps only go forward (see _epoch_step).
+        self.last_steps: dict[str, int] = {}
+        self.held_figures = HeldFigures()
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(**self._state_key_fields)
+        return self._generate_state_key(name=self.name, **asdict(self.options))
+
+    def key(self, stage: str, value: str) -> str:
+        """The key this monitor logs ``value`` of ``stage`` (``"train"``, ``"validate"``, ``"test"``) under."""
+        return "/".join(filter(None, (STAGE_PREFIXES[stage], self.name, value)))
 
     # ---- Lightning hooks -------------------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        clashing = [other for other in trainer.callbacks if isinstance(other, XentMonitor) and other.name == self.name]
+        if len(clashing) > 1:
+            raise ValueError(
+                f"XentMonitor: {len(clashing)} monitors of this Trainer would log the same keys "
+                f"({self.key('validate', 'ece')!r}, {self.key('validate', 'reliability')!r}, ...) and average each "
+                f"other's values: give each its own `name=` (they all have name={self.name!r})."
+            )
         for stage, metric in self.metrics.items():
             metric.to(pl_module.device)
             for extra in self.extras[stage].values():
@@ -168,6 +200,11 @@ class XentMonitor(Callback):
         for writer in self.writers.values():
             writer.close()
         self.writers.clear()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            for held in self.held_figures.release():
+                self._send_figures(trainer, held.prefix, held.figures, held.step)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.log_train:
@@ -228,6 +265,7 @@ class XentMonitor(Callback):
             "metrics": {stage: metric.state_dict() for stage, metric in self.metrics.items()},
             "extras": {stage: {n: m.state_dict() for n, m in extras.items()} for stage, extras in self.extras.items()},
             "skipped_batches": dict(self.skipped_batches),
+            "last_steps": dict(self.last_steps),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -238,6 +276,7 @@ class XentMonitor(Callback):
                 if name in self.extras[stage]:
                     self.extras[stage][name].load_state_dict(extra_state)
         self.skipped_batches.update(state_dict["skipped_batches"])
+        self.last_steps.update(state_dict.get("last_steps", {}))
 
     # ---- one batch in, one epoch out -------------------------------------------------------------------
 
@@ -280,24 +319,53 @@ class XentMonitor(Callback):
                 values.update(extra_values(extras))
                 figures = _figure_inputs(metric, extras, values)
         if self.skipped_batches[stage]:
-            pl_module.log(f"{prefix}/skipped_batches", float(self.skipped_batches[stage]), on_epoch=True)
-        if not counted and self.skipped_batches[stage]:
-            self._log_skipped_epoch(pl_module, prefix, stage, metric)
-            return
+            values["skipped_batches"] = torch.tensor(float(self.skipped_batches[stage]))
+            if not counted:
+                values.update(self._nan_for_a_skipped_epoch(prefix, stage, metric))
+        if values:
+            self._log_values(stage, values, pl_module)
         if not counted:
+            if self.skipped_batches[stage]:
+                return
             warnings.warn(
-                f"XentMonitor: no {prefix} samples were counted this epoch (empty dataloader, every target "
-                "ignored, or every batch skipped); no metrics were logged.",
+                f"XentMonitor: no {prefix} samples were counted this epoch (empty dataloader, or every target "
+                "ignored); no metrics were logged.",
                 UserWarning,
                 stacklevel=2,
             )
             return
-        for name, value in values.items():
-            pl_module.log(f"{prefix}/{name}", value.item(), on_step=False, on_epoch=True, sync_dist=False)
+        step = self.last_steps[stage]
         if self.log_figures and trainer.is_global_zero:
-            self._send_figures(trainer, prefix, figures)
+            if stage == "validate" and trainer.state.fn == "fit":
+                for held in self.held_figures.hold(prefix, step, figures, self.figures_every_n_epochs):
+                    self._send_figures(trainer, held.prefix, held.figures, held.step)
+            else:
+                self._send_figures(trainer, prefix, figures, step)
 
-    def _log_skipped_epoch(self, pl_module: pl.LightningModule, prefix: str, stage: str, metric: Metric) -> None:
+    def _log_values(self, stage: str, values: dict[str, Tensor], pl_module: pl.LightningModule) -> None:
+        logged = {name: (self.key(stage, name), value.item()) for name, value in values.items()}
+        step_changed = self._choose_step(stage, pl_module.trainer)
+        if step_changed:
+            # Lightning logs every value of this epoch at a logged "step". With "max", two monitors that would
+            # choose differently agree on the later step.
+            pl_module.log("step", float(self.last_steps[stage]), on_step=False, on_epoch=True, reduce_fx="max")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            _quiet_resync_advice([key for key, _ in logged.values()] + (["step"] if step_changed else []))
+        for name, (key, value) in logged.items():
+            shown = stage == "validate" and name in self.progress_bar
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False, prog_bar=shown)
+
+    def _choose_step(self, stage: str, trainer: pl.Trainer) -> bool:
+        """Sets the step of this epoch's scalars, diagram and table: Lightning's, unless an earlier epoch of this
+        stage already has it (a validation outside ``fit``, a second test), then the next one. True if changed.
+        """
+        # Lightning logs an epoch's scalars at this count (`_LoggerConnector.log_metrics`); it has no public name.
+        lightning_step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        last = self.last_steps.get(stage)
+        self.last_steps[stage] = lightning_step if last is None or lightning_step > last else last + 1
+        return self.last_steps[stage] != lightning_step
+
+    def _nan_for_a_skipped_epoch(self, prefix: str, stage: str, metric: Metric) -> dict[str, Tensor]:
         # NaN, not nothing: ModelCheckpoint(monitor=...) stops the run when its key is missing.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -306,10 +374,9 @@ class XentMonitor(Callback):
             f"XentMonitor: every {prefix} batch was skipped this epoch ({self.skipped_batches[stage]} with NaN or "
             f"+inf predictions, nan_policy='warn'); logging NaN for {', '.join(names)}.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        for name in names:
-            pl_module.log(f"{prefix}/{name}", float("nan"), on_step=False, on_epoch=True, sync_dist=False)
+        return {name: torch.tensor(float("nan")) for name in names}
 
     def _log_running_train_values(self, trainer: pl.Trainer) -> None:
         # Straight to the loggers: pl_module.log would hold step values back to Trainer(log_every_n_steps).
@@ -322,19 +389,19 @@ class XentMonitor(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(step_values, step=trainer.global_step)
 
-    def _send_figures(self, trainer: pl.Trainer, prefix: str, figures: FigureInputs) -> None:
-        step = trainer.current_epoch
+    def _send_figures(self, trainer: pl.Trainer, prefix: str, figures: FigureInputs, step: int) -> None:
+        name_part = f"/{self.name}" if self.name else ""
         for logger in _mlflow_loggers(trainer.loggers):
             writer = self._writer_for(logger, f"{prefix} reliability diagram and table at step {step}")
             if writer is None:
                 continue
-            key = f"{prefix}/reliability"
+            key = f"{prefix}{name_part}/reliability"
             writer.log_reliability_diagram(
                 figures.table, key=key, step=step, ece=figures.ece, smooth_curve=figures.smooth_curve
             )
             writer.log_reliability_table(figures.table, key=key, step=step)
             if figures.equal_mass_table is not None:
-                key = f"{prefix}/reliability_equal_mass"
+                key = f"{prefix}{name_part}/reliability_equal_mass"
                 writer.log_reliability_diagram(
                     figures.equal_mass_table, key=key, step=step, ece=figures.adaptive_ece, binning="equal_mass"
                 )
@@ -359,15 +426,70 @@ class FigureInputs:
 
     table: dict[str, Tensor]
     ece: float
+    cross_entropy: float = float("nan")
     smooth_curve: dict[str, Tensor] | None = None
     equal_mass_table: dict[str, Tensor] | None = None
     adaptive_ece: float | None = None
 
 
+@dataclass
+class StepFigures:
+    prefix: str
+    step: int
+    figures: FigureInputs
+
+
+class HeldFigures:
+    """Which validation diagrams of a fit to draw: every N-th at once, and the last and the best at the end.
+
+    Example:
+        >>> held, figures = HeldFigures(), [FigureInputs(table={}, ece=0.1, cross_entropy=ce) for ce in (3, 1, 2)]
+        >>> [[f.step for f in held.hold("val", step, f, every_n=2)] for step, f in zip((10, 20, 30), figures)]
+        [[10], [], [30]]
+        >>> [f.step for f in held.release()]   # the best, at step 20; the last, at 30, was drawn already
+        [20]
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.best: StepFigures | None = None
+        self.last: StepFigures | None = None
+        self.sent: set[tuple[str, int]] = set()
+
+    def hold(self, prefix: str, step: int, figures: FigureInputs, every_n: int) -> list[StepFigures]:
+        """Notes a validation's figures; returns them when they are to be drawn now."""
+        current = StepFigures(prefix, step, figures)
+        if self.best is None or figures.cross_entropy < self.best.figures.cross_entropy:
+            self.best = current
+        self.last = current
+        self.count += 1
+        if (self.count - 1) % every_n:
+            return []
+        self.sent.add((prefix, step))
+        return [current]
+
+    def release(self) -> list[StepFigures]:
+        """The best and the last of the fit, those not drawn yet, in step order; then forgets the fit."""
+        pending = {(held.prefix, held.step): held for held in (self.best, self.last) if held is not None}
+        unsent = [held for key, held in sorted(pending.items(), key=lambda item: item[0][1]) if key not in self.sent]
+        self.__init__()
+        return unsent
+
+
+def _quiet_resync_advice(keys: Iterable[str]) -> None:
+    # Lightning advises `sync_dist=True` for every value logged on epoch level under DDP. These values were synced
+    # already, by the epoch's one packed all-reduce; syncing them again would cost a collective per key. The
+    # filter names only these keys, so advice about other values still shows.
+    names = "|".join(re.escape(key) for key in sorted(keys))
+    warnings.filterwarnings(
+        "ignore", message=rf"It is recommended to use `self\.log\('(?:{names})', \.\.\., sync_dist=True\)`"
+    )
+
+
 def _figure_inputs(metric: XentMetrics, extras: dict[str, Metric], values: dict[str, Tensor]) -> FigureInputs:
     bootstrap, estimators = extras.get("bootstrap"), extras.get("calibration_estimators")
     table = (bootstrap or metric).reliability_table()  # the bootstrap's table adds per-bin CI columns
-    figures = FigureInputs(table=_to_cpu(table), ece=values["ece"].item())
+    figures = FigureInputs(table=_to_cpu(table), ece=values["ece"].item(), cross_entropy=values["cross_entropy"].item())
     if estimators is not None:
         figures.smooth_curve = _to_cpu(estimators.smooth_curve())
         figures.equal_mass_table = _to_cpu(estimators.equal_mass_table())
