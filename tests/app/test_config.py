@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 import pytorch_lightning as pl
@@ -112,7 +113,7 @@ def test_the_default_run_is_an_mlp_on_digits_on_cpu_logging_to_sqlite_under_the_
     assert cfg.trainer.enable_progress_bar is True
     assert cfg.logger.tracking_uri == f"sqlite:///{cfg.paths.work_dir}/mlflow.db"
     assert cfg.logger.artifact_location == f"{cfg.paths.work_dir}/mlartifacts"
-    assert cfg.logger.run_name == "mlp-digits"
+    assert re.fullmatch(r"mlp-digits-\d{4}-\d{6}", cfg.logger.run_name)
 
 
 def test_a_tracking_server_keeps_the_artifacts_where_the_server_says(tmp_path):

@@ -74,6 +74,41 @@ def test_a_sweep_records_one_run_per_job_in_one_experiment(sweep):
     assert client.get_experiment(next(iter(runs.values())).info.experiment_id).name == "xent"
 
 
+def test_the_runs_of_a_sweep_are_named_by_model_data_start_time_and_job(sweep):
+    _, _, _, runs = sweep
+
+    names = sorted(run.info.run_name for run in runs.values())
+
+    assert [re.fullmatch(r"(\w+)-(\w+)-\d{4}-\d{6}-(\d)", name).group(1, 2, 3) for name in names] == [
+        ("cnn", "digits", "0"),
+        ("gru", "markov", "3"),
+        ("logreg", "breast_cancer", "1"),
+        ("mlp", "synthetic", "2"),
+    ]
+
+
+def test_the_params_are_the_resolved_config_once_with_no_flat_copy(sweep, tmp_path):
+    _, _, client, runs = sweep
+    run = runs[DATAMODULE_BY_DATASET["digits"]]
+    config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))))
+
+    def dotted(node, key=""):
+        if isinstance(node, dict) and node:
+            return {leaf for child, value in node.items() for leaf in dotted(value, f"{key}.{child}" if key else child)}
+        return {key}
+
+    assert set(run.data.params) == dotted(config)
+    assert "ignore_index" not in run.data.params  # Lightning's flat copy of the model's hyperparameters
+
+
+def test_the_experiment_opens_as_model_training_in_the_ui(sweep):
+    _, _, client, runs = sweep
+
+    experiment = client.get_experiment(next(iter(runs.values())).info.experiment_id)
+
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_every_job_ends_with_one_line_naming_its_run_and_the_ui_command(sweep):
     cwd, result, _, runs = sweep
 

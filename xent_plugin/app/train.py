@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +40,11 @@ from xent_plugin.app.config_validation import (
 )
 from xent_plugin.integrations.mlflow.run_config import log_config, summary_line
 
-__all__ = ["TrainResult", "compose_config", "main", "train"]
+__all__ = ["EXPERIMENT_KIND_TAG", "MODEL_TRAINING", "TrainResult", "compose_config", "main", "train"]
+
+# The experiment tag that tells MLflow 3's UI which kind of experiment to show, and its value for model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +69,16 @@ def train(cfg: DictConfig) -> TrainResult:
     datamodule = instantiate(cfg.data.datamodule)
     check_datamodule_matches(datamodule, cfg.data)
     model = instantiate(cfg.model)
+    # The resolved config below is the run's one record of its settings; Lightning would add a second, flat copy
+    # of the model's and the datamodule's saved hyperparameters, spelled and valued differently. This is the
+    # attribute that their `save_hyperparameters(logger=False)` sets.
+    model._log_hyperparams = datamodule._log_hyperparams = False
     callbacks = [instantiate(node) for node in (cfg.callbacks or {}).values() if node is not None]
-    logger = instantiate(cfg.logger)
+    logger = instantiate(cfg.logger, run_name=_run_name(cfg.logger.run_name))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     check_strategy_fits_run_mode(trainer, _run_mode())
 
+    _mark_experiment_as_model_training(logger)
     log_config(logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True), _overrides())
     with _run_marked_failed_on_error(logger):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -116,6 +126,30 @@ def _run_mode() -> RunMode:
 
 def _overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _run_name(name: str | None) -> str | None:
+    """In a sweep, the job's number follows the name, so that the runs of one sweep stay apart."""
+    if name is None or _run_mode() != RunMode.MULTIRUN:
+        return name
+    return f"{name}-{HydraConfig.get().job.num}"
+
+
+def _mark_experiment_as_model_training(logger: MLFlowLogger) -> None:
+    """Tag the experiment as model training, unless it has a kind already: MLflow 3's UI opens an experiment
+    without the tag as a GenAI one (traces, evaluations, an assistant)."""
+    if rank_zero_only.rank != 0:
+        return
+    try:
+        client, experiment_id = logger.experiment, logger.experiment_id
+        if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    except Exception as error:  # noqa: BLE001 - a tracking failure must not stop training
+        warnings.warn(
+            f"xent-train: could not tag the MLflow experiment as model training ({type(error).__name__}: {error}).",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
