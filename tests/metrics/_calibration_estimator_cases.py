@@ -14,6 +14,7 @@ from torchmetrics import Metric
 
 from xent_plugin.functional.adaptive_calibration_error import adaptive_calibration_error, equal_mass_error_bound
 from xent_plugin.functional.bootstrap import bootstrap_intervals
+from xent_plugin.functional.calibration_test import calibration_test
 from xent_plugin.functional.classwise_calibration_error import classwise_calibration_error
 from xent_plugin.functional.confidence_histogram import confidence_histogram
 from xent_plugin.functional.debiased_calibration_error import debiased_calibration_error
@@ -23,6 +24,7 @@ from xent_plugin.metrics import (
     AdaptiveCalibrationError,
     BootstrapIntervals,
     CalibrationEstimators,
+    CalibrationTest,
     ClasswiseCalibrationError,
     DebiasedCalibrationError,
     SmoothCalibrationError,
@@ -115,6 +117,12 @@ CASES = [
         lambda: TemperatureScan(ignore_index=-100),
         multiclass_batch,
         lambda p, t: temperature_scan(p, t, ignore_index=-100),
+    ),
+    Case(
+        "calibration_test",
+        lambda: CalibrationTest(ignore_index=-100),
+        multiclass_batch,
+        lambda p, t: calibration_test(p, t, ignore_index=-100),
     ),
     Case(
         "bootstrap",

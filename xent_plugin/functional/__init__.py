@@ -10,6 +10,7 @@ from xent_plugin.functional.binary_cross_entropy import binary_cross_entropy
 from xent_plugin.functional.bootstrap import bootstrap_intervals, poisson_weights
 from xent_plugin.functional.brier_score import brier_score
 from xent_plugin.functional.calibration_error import calibration_error, reliability_table
+from xent_plugin.functional.calibration_test import calibration_test
 from xent_plugin.functional.classwise_calibration_error import classwise_bins, classwise_calibration_error
 from xent_plugin.functional.confidence_histogram import FINE_CELLS, confidence_histogram
 from xent_plugin.functional.cross_entropy import cross_entropy
@@ -38,6 +39,7 @@ __all__ = [
     "bootstrap_intervals",
     "brier_score",
     "calibration_error",
+    "calibration_test",
     "classwise_bins",
     "classwise_calibration_error",
     "confidence_histogram",

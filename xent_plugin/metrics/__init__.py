@@ -13,6 +13,7 @@ from xent_plugin.metrics.calibration_estimators import (
     DebiasedCalibrationError,
     SmoothCalibrationError,
 )
+from xent_plugin.metrics.calibration_test import CalibrationTest
 from xent_plugin.metrics.cross_entropy import CrossEntropy, Perplexity
 from xent_plugin.metrics.entropy import Entropy
 from xent_plugin.metrics.kl_divergence import KLDivergence
@@ -27,6 +28,7 @@ __all__ = [
     "BrierScore",
     "CalibrationError",
     "CalibrationEstimators",
+    "CalibrationTest",
     "ClasswiseCalibrationError",
     "ConfidenceHistogramMetric",
     "CrossEntropy",
