@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.stats import binomtest
 
 from xent_plugin.functional.bootstrap import (
     _bootstrap_intervals_compute,
@@ -15,6 +16,7 @@ from xent_plugin.functional.bootstrap import (
     bootstrap_reliability_table,
     bootstrap_stats,
     poisson_weights,
+    wilson_interval,
 )
 
 
@@ -110,6 +112,24 @@ def test_reliability_table_whiskers_bracket_each_bins_accuracy():
     assert bool((table["accuracy_lower"][occupied] <= table["accuracy"][occupied]).all())
     assert bool((table["accuracy"][occupied] <= table["accuracy_upper"][occupied]).all())
     assert bool(table["accuracy_lower"][table["count"] == 0].isnan().all())
+
+
+def test_wilson_interval_matches_scipy():
+    successes = torch.tensor([0.0, 3.0, 17.0, 40.0], dtype=torch.float64)
+    trials = torch.tensor([5.0, 10.0, 20.0, 40.0], dtype=torch.float64)
+    lower, upper = wilson_interval(successes, trials, 0.9)
+    for k, n, low, high in zip(successes.tolist(), trials.tolist(), lower.tolist(), upper.tolist(), strict=True):
+        expected = binomtest(int(k), int(n)).proportion_ci(0.9, method="wilson")
+        assert (low, high) == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
+def test_whiskers_of_an_all_correct_bin_are_not_degenerate():
+    probs = torch.tensor([[0.95, 0.05]] * 12, dtype=torch.float64)
+    table = bootstrap_reliability_table(
+        bootstrap_stats(probs, torch.zeros(12, dtype=torch.long), num_replicates=50, n_bins=10, input_format="probs")
+    )
+    assert float(table["accuracy_upper"][9]) == pytest.approx(1.0)
+    assert float(table["accuracy_lower"][9]) < 0.8
 
 
 def test_interval_narrows_like_one_over_root_n():

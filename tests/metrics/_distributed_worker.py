@@ -55,7 +55,7 @@ def monitor_set():
     from xent_plugin.integrations.lightning.metric_options import MetricOptions
 
     # Bootstrap replicate weights depend on the rank by design, so its values would differ: left off.
-    options = MetricOptions(calibration_estimators=True, temperature_scan=True)
+    options = MetricOptions(calibration_estimators=True, temperature_scan=True, calibration_test=True)
     return options.xent_metrics(), options.extras()
 
 

@@ -91,7 +91,7 @@ def bootstrap_stats(
     preds: Tensor,
     target: Tensor,
     *,
-    num_replicates: int = 200,
+    num_replicates: int = 1000,
     n_bins: int = 15,
     seed: int = 0,
     stream: int = 0,
@@ -184,26 +184,48 @@ def _bootstrap_intervals_compute(stats: BootstrapStats, confidence_level: float 
 
 
 def bootstrap_reliability_table(stats: BootstrapStats, confidence_level: float = 0.95) -> dict[str, Tensor]:
-    """The equal-width reliability table with percentile intervals of each bin's accuracy and confidence.
+    """The equal-width reliability table with intervals of each bin's accuracy and confidence.
 
-    Adds ``accuracy_lower``, ``accuracy_upper``, ``confidence_lower`` and ``confidence_upper`` (NaN for bins
-    that are empty in every replicate) to :func:`~xent_plugin.functional.calibration_error.reliability_table`.
+    Adds ``accuracy_lower`` and ``accuracy_upper`` (the Wilson score interval of the bin's correct count) and
+    ``confidence_lower`` and ``confidence_upper`` (the percentile interval of the bin's mean confidence over
+    replicates), NaN for empty bins, to :func:`~xent_plugin.functional.calibration_error.reliability_table`.
+    The accuracy uses Wilson's interval rather than the bootstrap because a bin with few samples, or with
+    accuracy near 1, has too few distinct replicate values for percentiles to cover (a bin whose samples are
+    all correct gets [1, 1]); Wilson's interval covers a binomial proportion near the nominal level at every n,
+    and conservatively when the bin's samples have different probabilities of being correct.
     """
     table = reliability_table(stats.bins)
-    count, confidence_sum, correct_sum = stats.replicate_bins.unbind(1)
-    occupied = count > 0
-    safe = count.clamp_min(1e-300)
-    for name, total in (("accuracy", correct_sum), ("confidence", confidence_sum)):
-        per_replicate = torch.where(occupied, total / safe, float("nan"))
-        table[f"{name}_lower"], table[f"{name}_upper"] = _percentiles(per_replicate, confidence_level)
+    table["accuracy_lower"], table["accuracy_upper"] = wilson_interval(stats.bins[2], stats.bins[0], confidence_level)
+    count, confidence_sum, _ = stats.replicate_bins.unbind(1)
+    per_replicate = torch.where(count > 0, confidence_sum / count.clamp_min(1e-300), float("nan"))
+    table["confidence_lower"], table["confidence_upper"] = _percentiles(per_replicate, confidence_level)
     return table
+
+
+def wilson_interval(successes: Tensor, trials: Tensor, confidence_level: float = 0.95) -> tuple[Tensor, Tensor]:
+    r"""Wilson's score interval for a proportion, NaN where ``trials`` is 0:
+    :math:`\frac{\hat p + z^2/2n \pm z\sqrt{\hat p(1 - \hat p)/n + z^2/4n^2}}{1 + z^2/n}`.
+
+    Example:
+        >>> lower, upper = wilson_interval(torch.tensor([10.0, 5.0]), torch.tensor([10.0, 10.0]))
+        >>> [round(value, 3) for value in lower.tolist()], [round(value, 3) for value in upper.tolist()]
+        ([0.722, 0.237], [1.0, 0.763])
+    """
+    z = math.sqrt(2) * torch.special.erfinv(torch.tensor(confidence_level, dtype=torch.float64)).item()
+    n = trials.clamp_min(1e-300)
+    share = successes / n
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * (share * (1 - share) / n + z**2 / (4 * n**2)).clamp_min(0).sqrt()
+    empty = trials <= 0
+    lower, upper = (centre - half).clamp(0, 1), (centre + half).clamp(0, 1)  # rounding at 0 and n successes
+    return lower.masked_fill(empty, float("nan")), upper.masked_fill(empty, float("nan"))
 
 
 def bootstrap_intervals(
     preds: Tensor,
     target: Tensor,
     *,
-    num_replicates: int = 200,
+    num_replicates: int = 1000,
     n_bins: int = 15,
     confidence_level: float = 0.95,
     seed: int = 0,
@@ -215,8 +237,9 @@ def bootstrap_intervals(
     r"""Cross-entropy, accuracy and ECE with Poisson-bootstrap percentile intervals (module docstring).
 
     Args:
-        num_replicates: bootstrap replicates B; the percentile error of a 95 % interval shrinks like 1/sqrt(B),
-            and 200 or more is usual.
+        num_replicates: bootstrap replicates B (default 1000: the smallest B at which the simulation in
+            ``docs/calibration.md`` puts the cross-entropy and accuracy coverage within a point of 95 %); the state
+            is B x (3 + 3 n_bins) float64 numbers, 375 KiB at the defaults.
         n_bins: equal-width bins of the ECE.
         confidence_level: coverage of the intervals.
         seed: keys the weights, with the row numbers.

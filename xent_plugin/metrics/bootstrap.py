@@ -45,10 +45,12 @@ class BootstrapIntervals(SummedStateMetric):
 
     ``compute()`` returns ``cross_entropy``, ``accuracy`` and ``ece`` (the plain point values) and
     ``<name>_lower`` / ``<name>_upper`` for each; :meth:`reliability_table` adds per-bin intervals of accuracy and
-    confidence to the reliability table, for whiskers on the reliability diagram.
+    confidence to the reliability table, for whiskers on the reliability diagram (Wilson score intervals for
+    the accuracy, which cover where bootstrap percentiles of a small bin do not).
 
     Args:
-        num_replicates: B (default 200).
+        num_replicates: B (default 1000: the simulation in ``docs/calibration.md`` puts cross-entropy and
+            accuracy coverage within a point of 95 % there, against 93-94 % at 200); the state then takes 375 KiB.
         n_bins: equal-width bins of the ECE and the table (default 15).
         confidence_level: coverage of the intervals (default 0.95).
         seed: keys the weights.
@@ -71,7 +73,7 @@ class BootstrapIntervals(SummedStateMetric):
 
     def __init__(
         self,
-        num_replicates: int = 200,
+        num_replicates: int = 1000,
         n_bins: int = 15,
         confidence_level: float = 0.95,
         seed: int = 0,
@@ -132,7 +134,8 @@ class BootstrapIntervals(SummedStateMetric):
 
     def reliability_table(self) -> dict[str, Tensor]:
         """The reliability table with ``accuracy_lower``/``accuracy_upper`` and ``confidence_lower``/``_upper``
-        per bin (the percentile interval of the bin's mean over replicates; NaN for empty bins)."""
+        per bin (Wilson's score interval for the accuracy, the replicates' percentile interval for the mean
+        confidence; NaN for empty bins)."""
         return bootstrap_reliability_table(self._stats(), self.confidence_level)
 
     def _stats(self) -> BootstrapStats:

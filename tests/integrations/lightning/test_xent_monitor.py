@@ -216,10 +216,12 @@ def test_bad_options_are_rejected_with_their_name():
 
 
 def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger):
-    from xent_plugin.functional import adaptive_calibration_error, temperature_scan
+    from xent_plugin.functional import adaptive_calibration_error, calibration_test, temperature_scan
 
     model = TinyClassifier()
-    monitor = XentMonitor(calibration_estimators=True, bootstrap_replicates=20, temperature_scan=True)
+    monitor = XentMonitor(
+        calibration_estimators=True, bootstrap_replicates=20, temperature_scan=True, calibration_test=True
+    )
     _fit(model, mlflow_logger, monitor, make_loader(64), make_loader(40, seed=1), max_epochs=1)
     returned = model.returned["val/0"]
     logits, target = concat(returned, "logits"), concat(returned, "target")
@@ -232,6 +234,9 @@ def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger):
     assert logged("temperature") == pytest.approx(temperature_scan(logits, target)["temperature"].item(), rel=1e-6)
     assert logged("miscalibration") == pytest.approx(logged("cross_entropy") - logged("calibrated_nll"), abs=1e-6)
     assert logged("cross_entropy_lower") <= logged("cross_entropy") <= logged("cross_entropy_upper")
+    test = calibration_test(logits, target)
+    assert logged("calibration_p_value") == pytest.approx(test["p_value"].item(), rel=1e-6)
+    assert logged("calibration_l2_upper") == pytest.approx(test["l2_upper"].item(), rel=1e-6)
     for name in ("smooth_ece", "debiased_rmsce", "adaptive_ece_bound", "ece_lower", "ece_upper"):
         assert math.isfinite(logged(name)), name
     client = MlflowClient(tracking_uri=mlflow_logger._tracking_uri)

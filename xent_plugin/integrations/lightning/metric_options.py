@@ -9,11 +9,14 @@ from torchmetrics import Metric
 
 from xent_plugin.metrics.bootstrap import BootstrapIntervals
 from xent_plugin.metrics.calibration_estimators import CalibrationEstimators
+from xent_plugin.metrics.calibration_test import CalibrationTest
 from xent_plugin.metrics.temperature_scan import TemperatureScan
 from xent_plugin.metrics.xent_metrics import XentMetrics
 
 # compute() keys that XentMetrics already logs (the bootstrap's point estimates, the scan's NLL at T = 1).
 _ALREADY_LOGGED = {"cross_entropy", "accuracy", "ece", "nll"}
+# The calibration test's keys (p_value, l2, ...) need their subject in a log of many metrics.
+_KEY_PREFIXES = {"calibration_test": "calibration_"}
 # Marks the fields that switch on an extra metric rather than configure XentMetrics.
 _EXTRA = {"extra": True}
 
@@ -41,11 +44,13 @@ class MetricOptions:
     calibration_estimators: bool = field(default=False, metadata=_EXTRA)
     bootstrap_replicates: int | None = field(default=None, metadata=_EXTRA)
     temperature_scan: bool = field(default=False, metadata=_EXTRA)
+    calibration_test: bool = field(default=False, metadata=_EXTRA)
 
     def __post_init__(self) -> None:
-        if (self.bootstrap_replicates or self.temperature_scan) and self.task != "multiclass":
+        if (self.bootstrap_replicates or self.temperature_scan or self.calibration_test) and self.task != "multiclass":
             raise ValueError(
-                f"`bootstrap_replicates` and `temperature_scan` need task='multiclass', got task={self.task!r}."
+                "`bootstrap_replicates`, `temperature_scan` and `calibration_test` need task='multiclass', "
+                f"got task={self.task!r}."
             )
         if self.calibration_estimators and self.task == "multilabel":
             raise ValueError("`calibration_estimators` supports task='multiclass' or 'binary', not 'multilabel'.")
@@ -79,12 +84,16 @@ class MetricOptions:
             )
         if self.temperature_scan:
             extras["temperature_scan"] = TemperatureScan(**shared)
+        if self.calibration_test:
+            extras["calibration_test"] = CalibrationTest(n_bins=self.n_bins, **shared)
         return extras
 
 
 def extra_values(extras: dict[str, Metric]) -> dict[str, Tensor]:
-    """The scalars the extras add to an epoch's log, e.g. ``smooth_ece``, ``ece_lower``, ``temperature``."""
+    """The scalars the extras add to an epoch's log, e.g. ``smooth_ece``, ``ece_lower``, ``temperature``,
+    ``calibration_p_value``."""
     values: dict[str, Tensor] = {}
-    for metric in extras.values():
-        values.update({key: value for key, value in metric.compute().items() if key not in _ALREADY_LOGGED})
+    for name, metric in extras.items():
+        prefix = _KEY_PREFIXES.get(name, "")
+        values.update({prefix + key: value for key, value in metric.compute().items() if key not in _ALREADY_LOGGED})
     return values

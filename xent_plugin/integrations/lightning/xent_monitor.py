@@ -85,11 +85,17 @@ class XentMonitor(Callback):
             ``adaptive_rmsce``, ``debiased_rmsce`` and ``smooth_ece``, draw the smooth reliability curve with its
             band, and log an equal-mass reliability diagram (``<stage>/reliability_equal_mass``).
         bootstrap_replicates: with B replicates, log streaming Poisson-bootstrap 95% intervals
-            ``cross_entropy_lower/upper``, ``accuracy_lower/upper``, ``ece_lower/upper`` and draw per-bin CI
-            whiskers. Multiclass only.
+            ``cross_entropy_lower/upper``, ``accuracy_lower/upper``, ``ece_lower/upper`` and draw per-bin
+            whiskers (Wilson intervals of each bin's accuracy). The ECE interval misses a calibrated model's
+            ECE of 0 (the binned ECE is biased upward); ``calibration_test`` gives an interval that covers.
+            Multiclass only.
         temperature_scan: log the best ``temperature``, the ``calibrated_nll`` at it and ``miscalibration``
             (cross-entropy minus calibrated NLL: the nats that temperature scaling alone would remove).
             Multiclass only.
+        calibration_test: log ``calibration_p_value`` (of the test that the model is calibrated, with
+            ``calibration_statistic`` and ``calibration_degrees_of_freedom``), and the debiased l2 calibration
+            error ``calibration_l2`` with its 95% interval ``calibration_l2_lower/upper`` (the upper end also
+            bounds the ECE). Multiclass only.
 
     Every extra keeps fixed-size sum state and joins the same single all-reduce at epoch end. See
     ``docs/calibration.md`` for when to prefer which estimator.
@@ -128,6 +134,7 @@ class XentMonitor(Callback):
         calibration_estimators: bool = False,
         bootstrap_replicates: int | None = None,
         temperature_scan: bool = False,
+        calibration_test: bool = False,
     ) -> None:
         if nan_policy not in NAN_POLICIES:
             raise ValueError(f"`nan_policy` must be one of {NAN_POLICIES}, got {nan_policy!r}.")
@@ -153,6 +160,7 @@ class XentMonitor(Callback):
             calibration_estimators=calibration_estimators,
             bootstrap_replicates=bootstrap_replicates,
             temperature_scan=temperature_scan,
+            calibration_test=calibration_test,
         )
         self.metrics = {stage: self.options.xent_metrics() for stage in STAGE_PREFIXES}
         self.extras = {stage: self.options.extras() for stage in STAGE_PREFIXES}
