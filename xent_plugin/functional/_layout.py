@@ -153,6 +153,17 @@ def map_chunks(function: Callable[[Chunk], Result], chunks: Iterable[Chunk], wor
             future.cancel()
 
 
+def call_single_threaded(function: Callable[[], Result], workers: int) -> Result:
+    """``function()`` on one of the single-threaded worker threads, waited for; inline when ``workers <= 1``.
+
+    For a run of small ops (the O(rows) sums after a pass): each spread over threads ends in a barrier, and on
+    a busy machine one descheduled thread holds every barrier up for a time slice (milliseconds per op).
+    """
+    if workers <= 1:
+        return function()
+    return _executor(workers).submit(function).result()
+
+
 _executor_lock = threading.Lock()
 _executors: dict[int, ThreadPoolExecutor] = {}
 

@@ -15,13 +15,14 @@ from torch import Tensor
 from xent_plugin.functional._layout import is_soft_target, normalize_class_dim, row_chunks
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
+    DeferredChecks,
     check_choice,
     check_class_dim,
-    check_class_indices,
     check_floating,
-    check_probabilities,
-    check_score_rows,
     check_tensor,
+    defer_class_indices,
+    defer_probabilities,
+    defer_score_rows,
 )
 from xent_plugin.functional.softmax_stats import compute_dtype, to_probabilities, to_scores
 
@@ -49,7 +50,12 @@ def score_chunks(
     ignore_index: int | None = None,
     validate_args: bool = True,
 ) -> Iterator[ScoreChunk]:
-    """Yield validated :class:`ScoreChunk` s of ``preds`` and ``target`` (arguments as in ``sufficient_stats``)."""
+    """Yield validated :class:`ScoreChunk` s of ``preds`` and ``target`` (arguments as in ``sufficient_stats``).
+
+    The checks on the data are read back once, after the last chunk
+    (:class:`~xent_plugin.functional._validation.DeferredChecks`): a caller keeps nothing it computed from the
+    chunks until the generator is exhausted.
+    """
     check_tensor("preds", preds)
     check_tensor("target", target)
     if validate_args:
@@ -58,22 +64,24 @@ def score_chunks(
         check_class_dim(class_dim)
     class_dim = normalize_class_dim(preds, class_dim)
     soft = is_soft_target(preds, target, class_dim)
-    if validate_args and not soft:
-        check_class_indices(target, preds.shape[class_dim], ignore_index)
+    checks = DeferredChecks() if validate_args else None
+    if checks is not None and not soft:
+        target = defer_class_indices(checks, target, preds.shape[class_dim], ignore_index)
     dtype = compute_dtype(preds, target if soft else None)
     for chunk, (target_rows,) in row_chunks(preds, [target], class_dim):
         scores = to_scores(chunk, input_format, dtype)
         counted = None
         if soft:
             target_rows = to_probabilities(target_rows, "probs", dtype)
-            if validate_args:
-                check_probabilities("target", target_rows, target.dtype)
+            if checks is not None:
+                defer_probabilities(checks, "target", target_rows, target.dtype)
         elif ignore_index is not None:
             counted = target_rows != ignore_index
             target_rows = target_rows.masked_fill(~counted, 0)
-        if validate_args:
+        if checks is not None:
             probs = input_format == "probs"
-            check_score_rows(
+            defer_score_rows(
+                checks,
                 "preds",
                 scores.amax(dim=1),
                 input_format,
@@ -83,3 +91,5 @@ def score_chunks(
                 probs=chunk if probs else None,
             )
         yield ScoreChunk(scores=scores, target=target_rows, counted=counted)
+    if checks is not None:
+        checks.raise_if_failed()

@@ -57,10 +57,15 @@ AUTO_MIN_ELEMENTS = 1 << 23
 # the GIL, so the eager pass's chunk-per-thread scheme would run them one at a time.
 CHUNK_ELEMENTS = 1 << 24
 
+# Rows per kernel call when the class dimension is last and chunks are views: a call costs dynamo's guards and
+# one barrier per sweep on each thread, and only its per-row outputs (a few floats a row) grow with it.
+ROWS_PER_CALL = 1 << 16
+
 # Kinds of input (dtypes, class count, options) the process compiles a kernel for; later kinds run eagerly.
 MAX_KERNELS = 16
 
 _kernels: dict[tuple, Callable] = {}
+_classes: dict[tuple, Tensor] = {}
 _kernels_lock = threading.Lock()
 _failed = False
 _warned_full = False
@@ -89,6 +94,11 @@ def applies(fused: bool | None, preds: Tensor, *, soft: bool, has_reference: boo
     return bool(fused)
 
 
+def chunk_elements(num_classes: int, class_dim_is_last: bool) -> int:
+    """Scores per kernel call: whole blocks of :data:`ROWS_PER_CALL` rows for views, else :data:`CHUNK_ELEMENTS`."""
+    return max(CHUNK_ELEMENTS, num_classes * ROWS_PER_CALL) if class_dim_is_last else CHUNK_ELEMENTS
+
+
 def hard_target_rows(
     scores: Tensor, target: Tensor, *, input_format: str, ignore_index: int | None, label_smoothing: float
 ) -> HardTargetRows | None:
@@ -97,25 +107,8 @@ def hard_target_rows(
     That is after a failure (warned once, and for good) or for a new kind of input once :data:`MAX_KERNELS`
     kernels exist (warned once).
     """
-    global _failed
-    if _failed:
-        return None
-    try:
-        kernel = _kernel(scores, target, input_format, ignore_index, label_smoothing)
-        if kernel is None:
-            return None
-        for tensor in (scores, target):
-            torch._dynamo.maybe_mark_dynamic(tensor, 0)
-        return HardTargetRows(*kernel(scores, target, input_format, ignore_index, float(label_smoothing)))
-    except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means: use the eager pass
-        _failed = True
-        warnings.warn(
-            f"xent_plugin: the compiled softmax pass failed ({type(error).__name__}: {error}); "
-            "using the eager pass for the rest of this process.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
+    outputs = _run(_hard_target_rows, scores, target, input_format, ignore_index, label_smoothing)
+    return None if outputs is None else HardTargetRows(*outputs)
 
 
 def reset() -> None:
@@ -123,39 +116,85 @@ def reset() -> None:
     global _failed, _warned_full
     with _kernels_lock:
         _kernels.clear()
+        _classes.clear()
     _failed = _warned_full = False
 
 
-def _kernel(
-    scores: Tensor, target: Tensor, input_format: str, ignore_index: int | None, label_smoothing: float
-) -> Callable | None:
-    """The compiled kernel for this kind of input, made on first use; None past :data:`MAX_KERNELS`."""
+def _run(function: Callable, scores: Tensor, target: Tensor, input_format: str, *options) -> tuple | None:
+    global _failed
+    if _failed:
+        return None
+    try:
+        kernel = _kernel(function, scores, target, input_format, options)
+        if kernel is None:
+            return None
+        for tensor in (scores, target):
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        classes = _class_indices(scores.shape[1], scores.device)
+        return kernel(scores, target, classes, input_format, *options)
+    except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means: use the eager pass
+        _failed = True
+        warnings.warn(
+            f"xent_plugin: the compiled softmax pass failed ({type(error).__name__}: {error}); "
+            "using the eager pass for the rest of this process.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _class_indices(num_classes: int, device: torch.device) -> Tensor:
+    """0, 1, ..., C - 1 as floats on ``device``, made once per class count and device (float64 past 2**24)."""
+    key = (num_classes, device)
+    with _kernels_lock:
+        classes = _classes.get(key)
+        if classes is None:
+            dtype = torch.float32 if num_classes <= 1 << 24 else torch.float64
+            classes = _classes[key] = torch.arange(num_classes, dtype=dtype, device=device)
+    return classes
+
+
+def _kernel(function: Callable, scores: Tensor, target: Tensor, input_format: str, options: tuple) -> Callable | None:
+    """The compiled kernel for this kind of input, made on first use; None past :data:`MAX_KERNELS`.
+
+    ``options`` are ignore_index and label smoothing: the graph changes with whether each is given.
+    """
     global _warned_full
-    kind = (scores.dtype, target.dtype, scores.shape[1], input_format == "probs", ignore_index is None)
-    kind += (label_smoothing > 0,)
+    ignore_index, label_smoothing = options
+    kind = (scores.dtype, target.dtype, scores.shape[1], input_format == "probs")
+    kind += (ignore_index is None, label_smoothing > 0)
     with _kernels_lock:
         kernel = _kernels.get(kind)
         if kernel is None and len(_kernels) < MAX_KERNELS:
             # A code object of its own per kind: dynamo keeps its cache and its recompile limit (8) per code object,
             # so kinds do not use up one another's budget, and no global dynamo setting has to change.
-            code = _hard_target_rows.__code__.replace(co_name=f"_hard_target_rows_{len(_kernels)}")
-            function = types.FunctionType(code, _hard_target_rows.__globals__, code.co_name)
-            kernel = _kernels[kind] = torch.compile(function, dynamic=False, fullgraph=True)
+            code = function.__code__.replace(co_name=f"{function.__name__}_{len(_kernels)}")
+            own = types.FunctionType(code, function.__globals__, code.co_name)
+            kernel = _kernels[kind] = torch.compile(own, dynamic=False, fullgraph=True)
         elif kernel is None and not _warned_full:
             _warned_full = True
             warnings.warn(
                 f"xent_plugin: {MAX_KERNELS} kinds of input already have a compiled softmax pass; new kinds "
                 "(dtype, class count, options) use the eager pass.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
     return kernel
 
 
 def _hard_target_rows(
-    scores: Tensor, target: Tensor, input_format: str, ignore_index: int | None, label_smoothing: float
+    scores: Tensor,
+    target: Tensor,
+    classes: Tensor,
+    input_format: str,
+    ignore_index: int | None,
+    label_smoothing: float,
 ) -> tuple[Tensor, ...]:
-    """The eager pass's hard-target formulas, written for the compiler: every (rows, C) term is fused away."""
+    """The eager pass's hard-target formulas, written for the compiler: every (rows, C) term is fused away.
+
+    A target out of range is read as class 0, so that no index out of range reaches the gather (an error on
+    CPU, a device-side assert on CUDA); validation reports it (with ``validate_args=False`` it goes unnoticed).
+    """
     scores = scores.to(torch.float64 if scores.dtype == torch.float64 else torch.float32)
     if input_format == "probs":
         scores = scores.log()
@@ -171,16 +210,22 @@ def _hard_target_rows(
     sum_sq_prob = (exp_shifted * exp_shifted).sum(dim=1) / partition.square()
 
     counted = None if ignore_index is None else target != ignore_index
-    safe_target = target if counted is None else torch.where(counted, target, 0)
-    target_shifted = shifted.gather(1, safe_target[:, None]).squeeze(1)
+    out_of_range = (target < 0) | (target >= num_classes)
+    if counted is not None:
+        out_of_range = out_of_range & counted
+    usable = ~out_of_range if counted is None else counted & ~out_of_range
+    safe_target = torch.where(usable, target, 0)
+    # Gathered from the scores, not from `shifted`: inductor would otherwise keep every row's shifted values (or
+    # their exp) in a buffer for the gather, a store per element.
+    target_shifted = scores.gather(1, safe_target[:, None]).squeeze(1) - row_max
     cross_entropy = log_partition - target_shifted
     if label_smoothing > 0:
         uniform_cross_entropy = log_partition - shifted.mean(dim=1)
         cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
     brier = sum_sq_prob - 2 * (target_shifted.exp() / partition) + 1
     # argmax with ties to the first index, as Tensor.max(dim) breaks them: the smallest class whose shifted score
-    # is 0. Inductor fuses this min into the exp sweep; its own argmax would add a slower (value, index) sweep.
-    classes = torch.arange(num_classes, device=scores.device, dtype=target.dtype)
+    # is 0. Inductor fuses this min into the exp sweep; its own argmax would add a slower (value, int64 index)
+    # sweep, and an in-kernel arange costs more per element than loading `classes` (floats, exact below 2**24).
     prediction = torch.where(shifted == 0, classes, num_classes).amin(dim=1)
-    correct = (prediction == safe_target).to(scores.dtype)
+    correct = (prediction == safe_target.to(prediction.dtype)).to(scores.dtype)
     return row_max, partition, counted, cross_entropy, entropy, brier, correct

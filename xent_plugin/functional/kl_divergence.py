@@ -16,10 +16,11 @@ from xent_plugin.functional._layout import normalize_class_dim
 from xent_plugin.functional._reduction import mean_or_nan
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
+    DeferredChecks,
     check_choice,
-    check_distribution,
     check_floating,
     check_tensor,
+    defer_distribution,
 )
 from xent_plugin.functional.softmax_stats import SufficientStats, sufficient_stats, to_probabilities
 
@@ -50,8 +51,10 @@ def _kl_divergence_update(
                 f"`preds` {tuple(preds.shape)}."
             )
         # Checked here, under their own names and dtypes, before the direction swaps their roles.
-        check_distribution("preds", preds, input_format, class_dim)
-        check_distribution("target", target, target_format, class_dim)
+        checks = DeferredChecks()
+        defer_distribution(checks, "preds", preds, input_format, class_dim)
+        defer_distribution(checks, "target", target, target_format, class_dim)
+        checks.raise_if_failed()
     model, reference, model_format, reference_format = preds, target, input_format, target_format
     if direction == "reverse":
         model, reference, model_format, reference_format = target, preds, target_format, input_format

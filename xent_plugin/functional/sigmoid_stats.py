@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xent_plugin.functional._validation import (
+    DeferredChecks,
     check_choice,
     check_flag,
     check_floating,
@@ -75,6 +76,7 @@ def binary_stats(
     """
     check_tensor("preds", preds)
     check_tensor("target", target)
+    checks = None
     if validate_args:
         check_flag("multilabel", multilabel)
         check_choice("input_format", input_format, BINARY_INPUT_FORMATS)
@@ -82,7 +84,7 @@ def binary_stats(
         check_floating("preds", preds)
         if n_bins is not None:
             check_n_bins(n_bins)
-        _check_binary_inputs(preds, target, input_format, ignore_index, multilabel)
+        checks = _check_binary_inputs(preds, target, input_format, ignore_index, multilabel)
     num_labels = preds.shape[-1] if multilabel else 1
     # Binary inputs have one score per entry, so float64 costs little; it also makes each entry's terms
     # independent of the batch it came in (float32 softplus rounds differently in vectorised and tail loops).
@@ -125,6 +127,8 @@ def binary_stats(
         bins = torch.zeros(3, num_labels * n_bins, dtype=ACCUMULATE_DTYPE, device=preds.device)
         bins = bins.index_add_(1, cell.reshape(-1), values.reshape(3, -1))
         bins = bins.view(3, num_labels, n_bins) if multilabel else bins.view(3, n_bins)
+    if checks is not None:
+        checks.raise_if_failed()
     return BinaryStats(
         count=weight.sum(dtype=ACCUMULATE_DTYPE),
         cross_entropy=total(cross_entropy),
@@ -142,7 +146,8 @@ def _xlogy(weight: Tensor, log_value: Tensor) -> Tensor:
 
 def _check_binary_inputs(
     preds: Tensor, target: Tensor, input_format: str, ignore_index: int | None, multilabel: bool
-) -> None:
+) -> DeferredChecks:
+    """Check the shapes now; queue the check on the values, read back after the pass."""
     if target.shape != preds.shape:
         raise ValueError(
             f"`target` of shape {tuple(target.shape)} must match `preds` of shape {tuple(preds.shape)} "
@@ -159,8 +164,22 @@ def _check_binary_inputs(
     if counted is not None:
         bad_preds &= counted
         bad_target &= counted
-    if not bool(bad_preds.any() | bad_target.any()):
-        return
+    checks = DeferredChecks()
+    checks.add(
+        bad_preds.any() | bad_target.any(),
+        lambda: _explain_binary_inputs(preds, target, input_format, ignore_index, counted, bad_preds),
+    )
+    return checks
+
+
+def _explain_binary_inputs(
+    preds: Tensor,
+    target: Tensor,
+    input_format: str,
+    ignore_index: int | None,
+    counted: Tensor | None,
+    bad_preds: Tensor,
+) -> None:
     if bool(bad_preds.any()):
         value = preds[bad_preds][0].item()
         if value != value or value == float("inf"):

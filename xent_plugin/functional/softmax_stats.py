@@ -17,10 +17,14 @@ Two implementations compute the per-row terms, and the tests hold them to each o
 
 - the eager pass (:func:`_row_statistics`) handles every input. It cuts the rows into chunks of about
   ``CHUNK_ELEMENTS`` scores, runs one chunk per worker thread (see :mod:`~xent_plugin.functional._layout`), and
-  makes about eight sweeps over a chunk (max, shift, exp, sum, an in-place product, two reductions, and an amax
-  that settles argmax ties) in two chunk-sized buffers that the thread reuses;
+  makes about eight sweeps over a chunk (max with its index, shift, exp, sum, a clamp, an in-place product and
+  two reductions) in two chunk-sized buffers that the thread reuses;
 - the fused pass (:mod:`xent_plugin.functional.fused`) compiles the hard-target case with ``torch.compile``
   into two sweeps per row and no chunk-sized temporary; ``fused=None`` chooses it for large batches.
+
+Neither reads anything back from the device: with ``validate_args=False`` an update never waits for a GPU
+stream. With validation, the checks on the data are queued as device-side verdicts
+(:class:`~xent_plugin.functional._validation.DeferredChecks`) and read back once, after the last chunk.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from torch import Tensor
 from xent_plugin.functional import fused as fused_pass
 from xent_plugin.functional._layout import (
     CHUNK_ELEMENTS,
+    call_single_threaded,
     chunk_workers,
     is_soft_target,
     map_chunks,
@@ -43,16 +48,17 @@ from xent_plugin.functional._layout import (
 )
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
+    DeferredChecks,
     check_choice,
     check_class_dim,
-    check_class_indices,
     check_flag,
     check_floating,
     check_label_smoothing,
     check_n_bins,
-    check_probabilities,
-    check_score_rows,
     check_tensor,
+    defer_class_indices,
+    defer_probabilities,
+    defer_score_rows,
 )
 
 ACCUMULATE_DTYPE = torch.float64
@@ -170,6 +176,11 @@ def sufficient_stats(
     totals = SufficientStats.zeros(n_bins, device=preds.device)
     pending: list[RowStatistics] = []
     pending_rows = 0
+    workers = chunk_workers(preds)
+
+    def add_pending() -> None:
+        totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
+
     for rows in row_statistics(
         preds,
         target,
@@ -184,10 +195,10 @@ def sufficient_stats(
         pending.append(rows)
         pending_rows += rows.cross_entropy.numel()
         if pending_rows >= ROWS_PER_SUM:
-            totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
+            call_single_threaded(add_pending, workers)
             pending, pending_rows = [], 0
     if pending:
-        totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
+        call_single_threaded(add_pending, workers)
     return totals
 
 
@@ -221,8 +232,9 @@ def row_statistics(
     class_dim = normalize_class_dim(preds, class_dim)
     num_classes = preds.shape[class_dim]
     soft = is_soft_target(preds, target, class_dim)
-    if validate_args and not soft:
-        check_class_indices(target, num_classes, ignore_index)
+    checks = DeferredChecks() if validate_args else None
+    if checks is not None and not soft:
+        target = defer_class_indices(checks, target, num_classes, ignore_index)
     dtype = compute_dtype(preds, target if soft else None, reference)
     if not soft and target.dtype != torch.long:
         target = target.long()  # gather takes int64 indices only; uint8/int16 labels are legal
@@ -233,25 +245,33 @@ def row_statistics(
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
     use_fused = fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
     workers = 1 if use_fused else chunk_workers(preds)  # the compiled kernel threads itself and holds the GIL
+    eager_elements = _eager_chunk_elements(preds, class_dim, input_format, chunk_workers(preds))
     chunk_elements = (
-        fused_pass.CHUNK_ELEMENTS if use_fused else _eager_chunk_elements(preds, class_dim, input_format, workers)
+        fused_pass.chunk_elements(num_classes, class_dim == preds.ndim - 1) if use_fused else eager_elements
     )
     workspaces: dict[int, _Workspace] = {}  # one per thread that runs chunks, for this call only
 
     @torch.no_grad()
     def rows_of(chunk: tuple[Tensor, list[Tensor | None]]) -> RowStatistics:
         scores, (target_rows, reference_rows) = chunk
-        if use_fused:
-            rows = _fused_row_statistics(
-                scores,
-                target_rows,
-                input_format=input_format,
-                ignore_index=ignore_index,
-                label_smoothing=label_smoothing,
-                validate=validate_args,
-            )
-            if rows is not None:
-                return rows  # else the compiled pass failed and has warned: this chunk and the rest run eagerly
+        if not use_fused:
+            return eager_rows_of(chunk)
+        rows = _fused_row_statistics(
+            scores,
+            target_rows,
+            input_format=input_format,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            checks=checks,
+        )
+        if rows is not None:
+            return rows
+        # The compiled pass failed and has warned: this chunk and the rest run eagerly, in eager-sized pieces.
+        pieces = row_chunks(scores, [target_rows, reference_rows], 1, eager_elements)
+        return _concatenate_rows([eager_rows_of(piece) for piece in pieces])
+
+    def eager_rows_of(chunk: tuple[Tensor, list[Tensor | None]]) -> RowStatistics:
+        scores, (target_rows, reference_rows) = chunk
         return _row_statistics(
             to_scores(scores, input_format, dtype),
             target_rows,
@@ -259,14 +279,16 @@ def row_statistics(
             input_format=input_format,
             ignore_index=None if soft else ignore_index,
             label_smoothing=label_smoothing,
-            validate=validate_args,
+            checks=checks,
             input_dtype=preds.dtype,
-            raw_probs=scores if validate_args and input_format == "probs" else None,
+            raw_probs=scores if checks is not None and input_format == "probs" else None,
             workspace=workspaces.setdefault(threading.get_ident(), _Workspace()),
         )
 
     chunks = row_chunks(preds, [target, reference], class_dim, chunk_elements)
     yield from map_chunks(rows_of, chunks, workers)
+    if checks is not None:
+        checks.raise_if_failed()
 
 
 def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str, workers: int) -> int:
@@ -310,7 +332,7 @@ def _fused_row_statistics(
     input_format: str,
     ignore_index: int | None,
     label_smoothing: float,
-    validate: bool,
+    checks: DeferredChecks | None,
 ) -> RowStatistics | None:
     """The hard-target rows of one chunk from the compiled pass, validated as the eager pass validates them."""
     rows = fused_pass.hard_target_rows(
@@ -318,9 +340,10 @@ def _fused_row_statistics(
     )
     if rows is None:
         return None
-    if validate:
+    if checks is not None:
         probs = input_format == "probs"
-        check_score_rows(
+        defer_score_rows(
+            checks,
             "preds",
             rows.row_max,
             input_format,
@@ -350,7 +373,7 @@ def _row_statistics(
     input_format: str,
     ignore_index: int | None,
     label_smoothing: float,
-    validate: bool,
+    checks: DeferredChecks | None,
     input_dtype: torch.dtype,
     raw_probs: Tensor | None = None,
     workspace: _Workspace | None = None,
@@ -358,13 +381,16 @@ def _row_statistics(
     """The per-row terms of one (rows, C) chunk; ``raw_probs`` is the chunk as given, to validate "probs" input."""
     workspace = _Workspace() if workspace is None else workspace
     counted = None if target.ndim != 1 or ignore_index is None else target != ignore_index
-    row_max = scores.amax(dim=1)
+    # max(dim) breaks ties to the first index, which is the top-label prediction; its index costs less than the
+    # separate sweep an argmax would be.
+    row_max, prediction = scores.max(dim=1)
     shifted = torch.sub(scores, row_max[:, None], out=workspace.buffer(0, scores))
     exp_shifted = torch.exp(shifted, out=workspace.buffer(1, scores))
     partition = exp_shifted.sum(dim=1)
     log_partition = partition.log()
-    if validate:
-        check_score_rows(
+    if checks is not None:
+        defer_score_rows(
+            checks,
             "preds",
             row_max,
             input_format,
@@ -380,14 +406,14 @@ def _row_statistics(
         cross_entropy = log_partition - target_shifted
         target_prob_dot = target_shifted.exp() / partition
         target_square = 1
-        correct = _is_first_maximum(shifted, safe_target, target_shifted).to(scores.dtype)
+        correct = (prediction == safe_target).to(scores.dtype)
     else:
-        target_probs = _checked_probabilities(target, "target", validate, scores.dtype)
+        target_probs = _checked_probabilities(target, "target", checks, scores.dtype)
         # log S times the row's mass, not log S alone: accepted rows may sum to 1 only within rounding.
         cross_entropy = log_partition * target_probs.sum(dim=1) - _masked_dot(target_probs, shifted)
         target_prob_dot = _row_dot(target_probs, exp_shifted) / partition
         target_square = _row_dot(target_probs, target_probs)
-        correct = target_probs.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
+        correct = target_probs.gather(1, prediction[:, None]).squeeze(1)
     if label_smoothing > 0:
         uniform_cross_entropy = log_partition - shifted.mean(dim=1)
         cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
@@ -397,7 +423,7 @@ def _row_statistics(
         reference_probs = (
             target_probs
             if reference is target
-            else _checked_probabilities(reference, "reference", validate, scores.dtype)
+            else _checked_probabilities(reference, "reference", checks, scores.dtype)
         )  # a soft target that is its own reference is checked once
         log_q = shifted - log_partition[:, None]
         positive = reference_probs > 0
@@ -409,7 +435,10 @@ def _row_statistics(
         kl = torch.where(positive, reference_probs * (log_reference - log_q), 0.0).sum(dim=1).clamp_min(0)
 
     # Last: this overwrites `shifted`.
-    entropy = log_partition - _exp_weighted_sum_(shifted, exp_shifted, scores, row_max) / partition
+    # A masked class has s = -inf and e^s = 0, and 0 * -inf is NaN; clamped to the most negative finite value it
+    # adds 0 (one more in-place sweep, where finding the NaN rows to redo them would read a verdict back).
+    weighted = shifted.clamp_min_(torch.finfo(shifted.dtype).min).mul_(exp_shifted).sum(dim=1)
+    entropy = log_partition - weighted / partition
     sum_sq_prob = torch.linalg.vector_norm(exp_shifted, dim=1).square() / partition.square()
     brier = sum_sq_prob - 2 * target_prob_dot + target_square
 
@@ -439,45 +468,12 @@ class _Workspace:
         return flat[: like.numel()].view(like.shape)
 
 
-def _is_first_maximum(shifted: Tensor, target: Tensor, target_shifted: Tensor) -> Tensor:
-    """Whether ``target`` is the argmax of each row, ties going to the first index as in ``Tensor.max(dim)``.
-
-    ``shifted`` is the row minus its maximum, so it is 0 exactly where a score equals the maximum (x - y == 0 only
-    when x == y). A full argmax costs about as much as the exp pass; instead, a row whose target scores 0 is
-    checked for another maximum with one amax, and only rows with a tie pay for an argmax.
-    """
-    hits = target_shifted == 0
-    if not bool(hits.any()):
-        return hits
-    index = target[:, None]
-    shifted.scatter_(1, index, float("-inf"))
-    tied = hits & (shifted.amax(dim=1) == 0)
-    shifted.scatter_(1, index, target_shifted[:, None])
-    if bool(tied.any()):
-        rows = tied.nonzero().squeeze(1)
-        hits[rows] = shifted[rows].argmax(dim=1) == target[rows]
-    return hits
-
-
-def _exp_weighted_sum_(shifted: Tensor, exp_shifted: Tensor, scores: Tensor, row_max: Tensor) -> Tensor:
-    """sum_c e^{s_c} s_c per row, computed in place in ``shifted``; a masked class adds 0.
-
-    A masked class has s = -inf and e^s = 0, and 0 * -inf is NaN: the rows that come out NaN are redone with
-    the masked classes clamped to the most negative finite value, so rows without masked classes pay nothing.
-    """
-    weighted = shifted.mul_(exp_shifted).sum(dim=1)
-    masked = weighted.isnan()
-    if bool(masked.any()):
-        rows = masked.nonzero().squeeze(1)
-        finite_shifted = (scores[rows] - row_max[rows, None]).clamp_min_(torch.finfo(scores.dtype).min)
-        weighted[rows] = (exp_shifted[rows] * finite_shifted).sum(dim=1)
-    return weighted
-
-
-def _checked_probabilities(distribution: Tensor, name: str, validate: bool, dtype: torch.dtype) -> Tensor:
+def _checked_probabilities(
+    distribution: Tensor, name: str, checks: DeferredChecks | None, dtype: torch.dtype
+) -> Tensor:
     probs = to_probabilities(distribution, "probs", dtype)
-    if validate:
-        check_probabilities(name, probs, distribution.dtype)
+    if checks is not None:
+        defer_probabilities(checks, name, probs, distribution.dtype)
     return probs
 
 
@@ -517,7 +513,7 @@ def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
         # An ignored row may be NaN or all -inf (as F.cross_entropy allows): NaN * 0 would reach the histogram.
         confidence = torch.where(rows.counted, confidence, 0.0)
     count = (
-        torch.tensor(float(rows.cross_entropy.numel()), dtype=ACCUMULATE_DTYPE, device=device)
+        torch.full((), rows.cross_entropy.numel(), dtype=ACCUMULATE_DTYPE, device=device)
         if weight is None
         else weight.sum(dtype=ACCUMULATE_DTYPE)
     )
