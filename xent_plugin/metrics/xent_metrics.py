@@ -10,6 +10,7 @@ from torch import Tensor
 from xent_plugin.functional._reduction import mean_or_nan
 from xent_plugin.functional._validation import check_label_smoothing
 from xent_plugin.functional.calibration_error import _calibration_error_compute, reliability_table
+from xent_plugin.functional.hidden_states import MAX_LOGITS, hidden_state_stats
 from xent_plugin.functional.softmax_stats import SufficientStats, sufficient_stats
 from xent_plugin.metrics.task_metric import TaskMetric
 
@@ -76,6 +77,45 @@ class XentMetrics(TaskMetric):
                 ignore_index=self.ignore_index,
                 label_smoothing=self.label_smoothing,
                 n_bins=self.n_bins,
+                validate_args=self.validate_args,
+            )
+        )
+
+    def update_from_hidden(
+        self,
+        hidden: Tensor,
+        head_weight: Tensor,
+        target: Tensor,
+        head_bias: Tensor | None = None,
+        max_logits: int = MAX_LOGITS,
+    ) -> None:
+        """Update from final hidden states and the output head, holding at most ``max_logits`` logits at once.
+
+        The same states as ``update(hidden @ head_weight.T + head_bias, target)`` with ``class_dim=-1``, from
+        :func:`~xent_plugin.functional.hidden_states.hidden_state_stats` (multiclass logits only).
+
+        Example:
+            >>> metrics = XentMetrics()
+            >>> hidden, head = torch.randn(2, 5, 4), torch.randn(11, 4)
+            >>> metrics.update_from_hidden(hidden, head, torch.randint(0, 11, (2, 5)), max_logits=16)
+            >>> metrics.count.item()
+            10.0
+        """
+        if self.task != "multiclass" or self.input_format != "logits":
+            raise ValueError(
+                "`update_from_hidden` needs task='multiclass' and input_format='logits', "
+                f"got task={self.task!r}, input_format={self.input_format!r}."
+            )
+        self.add_stats(
+            hidden_state_stats(
+                hidden,
+                head_weight,
+                target,
+                head_bias,
+                ignore_index=self.ignore_index,
+                label_smoothing=self.label_smoothing,
+                n_bins=self.n_bins,
+                max_logits=max_logits,
                 validate_args=self.validate_args,
             )
         )
