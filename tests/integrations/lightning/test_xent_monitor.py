@@ -308,3 +308,39 @@ def test_float64_reference_beside_float32_logits_is_monitored(mlflow_logger):
     returned = model.returned["val/0"]
     expected = kl_divergence(concat(returned, "logits"), concat(returned, "reference"))
     assert metric_history(mlflow_logger, "val/kl")[0][1] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_step_returning_hidden_states_and_the_head_is_monitored_without_logits(mlflow_logger):
+    class HiddenStateModel(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(11, 4)
+            self.head = torch.nn.Linear(4, 11)
+            self.returned = []
+
+        def training_step(self, batch, batch_idx):
+            logits = self.head(self.embed(batch[0]))
+            return torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch[1], ignore_index=-100)
+
+        def validation_step(self, batch, batch_idx):
+            hidden = self.embed(batch[0])
+            self.returned.append({"logits": self.head(hidden).detach().clone(), "target": batch[1]})
+            return {"hidden": hidden, "head_weight": self.head.weight, "head_bias": self.head.bias, "target": batch[1]}
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 11, (12, 6), generator=generator)
+    target = torch.randint(0, 11, (12, 6), generator=generator)
+    target[:, 4:] = -100
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(tokens, target), batch_size=4)
+    model = HiddenStateModel()
+    _fit(model, mlflow_logger, XentMonitor(class_dim=-1, ignore_index=-100), loader, loader, max_epochs=1)
+    logits, target = concat(model.returned, "logits"), concat(model.returned, "target")
+    expected = {
+        "val/cross_entropy": cross_entropy(logits, target, class_dim=-1, ignore_index=-100),
+        "val/ece": calibration_error(logits, target, class_dim=-1, ignore_index=-100),
+    }
+    for key, value in expected.items():
+        assert metric_history(mlflow_logger, key)[0][1] == pytest.approx(value.item(), rel=1e-6, abs=1e-9), key

@@ -13,22 +13,30 @@ Extract = Callable[[Any, Any], tuple]
 
 @dataclass
 class Predictions:
+    """``preds`` in ``input_format``; for ``"hidden"``, final hidden states and the output head that maps them."""
+
     preds: Tensor
     target: Tensor
     input_format: str
     reference: Tensor | None = None
+    head_weight: Tensor | None = None
+    head_bias: Tensor | None = None
 
     def head(self, rows: int) -> Predictions:
         """The first ``rows`` samples (dimension 0), without copying."""
         reference = None if self.reference is None else self.reference[:rows]
-        return Predictions(self.preds[:rows], self.target[:rows], self.input_format, reference)
+        return Predictions(
+            self.preds[:rows], self.target[:rows], self.input_format, reference, self.head_weight, self.head_bias
+        )
 
 
 class PredictionSource:
     """Reads predictions from what a step returned.
 
     By default the step returns a dict with ``"logits"`` (or ``"probs"``, or ``"log_probs"``), ``"target"``,
-    and optionally ``"reference"``, a true distribution shaped like the predictions. Key names are
+    and optionally ``"reference"``, a true distribution shaped like the predictions. A language model can return
+    ``{"hidden": ..., "head_weight": ..., "target": ...}`` (and ``"head_bias"``) instead, and its logits are never
+    built (:func:`~xent_plugin.functional.hidden_states.hidden_state_stats`). Key names are
     configurable; for any other output pass ``extract(outputs, batch) -> (preds, target[, reference])``, whose
     ``preds`` are read in ``input_format``.
     """
@@ -64,6 +72,18 @@ class PredictionSource:
                 f"XentMonitor: the {stage} step returned {type(outputs).__name__}, not a dict. Return a dict "
                 f"with one of the keys {sorted(self.preds_keys.values())} and {self.target_key!r}, or pass "
                 "`extract=`."
+            )
+        if "hidden" in outputs and "head_weight" in outputs and self.target_key in outputs:
+            for name in ("hidden", "head_weight", self.target_key, "head_bias"):
+                if name != "head_bias" or outputs.get(name) is not None:
+                    _check_tensor(outputs[name], f"the {stage} step's {name!r}")
+            bias = outputs.get("head_bias")
+            return Predictions(
+                outputs["hidden"].detach(),
+                outputs[self.target_key],
+                "hidden",
+                head_weight=outputs["head_weight"].detach(),
+                head_bias=None if bias is None else bias.detach(),
             )
         found = [(fmt, key) for fmt, key in self.preds_keys.items() if key in outputs]
         if not found or self.target_key not in outputs:

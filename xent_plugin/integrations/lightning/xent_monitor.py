@@ -303,6 +303,9 @@ class XentMonitor(Callback):
         if rows < predictions.preds.shape[0]:
             predictions = predictions.head(rows)
         metric = self.metrics[stage]
+        if predictions.head_weight is not None:
+            self._update_from_hidden(stage, metric, predictions)
+            return
         metric.input_format = predictions.input_format
         try:
             metric.update(predictions.preds, predictions.target, reference=predictions.reference)
@@ -316,6 +319,15 @@ class XentMonitor(Callback):
                 warnings.warn(f"XentMonitor: skipped {where}: {error}", UserWarning, stacklevel=2)
                 return
             raise ValueError(f"XentMonitor: {where}: {error}") from error
+
+    def _update_from_hidden(self, stage: str, metric: XentMetrics, predictions: Predictions) -> None:
+        if self.extras[stage]:
+            raise ValueError(
+                f"XentMonitor: the {stage} step returned hidden states, which feed the default set only; "
+                f"turn off {sorted(self.extras[stage])} or return logits."
+            )
+        metric.input_format = "logits"
+        metric.update_from_hidden(predictions.preds, predictions.head_weight, predictions.target, predictions.head_bias)
 
     def _end_epoch(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metric, extras = self.metrics[stage], self.extras[stage]
