@@ -11,9 +11,29 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tests.metrics._calibration_estimator_cases import multiclass_batch as estimator_batch
 from tests.metrics._metric_cases import CASES
 from xent_plugin.functional import fused
-from xent_plugin.metrics import XentMetrics
+from xent_plugin.metrics import (
+    AdaptiveCalibrationError,
+    BootstrapIntervals,
+    CalibrationEstimators,
+    ClasswiseCalibrationError,
+    DebiasedCalibrationError,
+    SmoothCalibrationError,
+    TemperatureScan,
+    XentMetrics,
+)
+
+ESTIMATORS = {
+    "adaptive": lambda **kw: AdaptiveCalibrationError(ignore_index=-100, **kw),
+    "debiased": lambda **kw: DebiasedCalibrationError(ignore_index=-100, **kw),
+    "smooth": lambda **kw: SmoothCalibrationError(ignore_index=-100, **kw),
+    "estimators": lambda **kw: CalibrationEstimators(ignore_index=-100, **kw),
+    "classwise": lambda **kw: ClasswiseCalibrationError(num_classes=5, ignore_index=-100, **kw),
+    "temperature_scan": lambda **kw: TemperatureScan(ignore_index=-100, **kw),
+    "bootstrap": lambda **kw: BootstrapIntervals(num_replicates=20, ignore_index=-100, **kw),
+}
 
 # ATen calls whose result size or value the host must know: each one waits for the device.
 SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "unique", "_unique2", "item"}
@@ -67,6 +87,18 @@ def test_update_without_validation_makes_no_host_sync(case):
 def test_validated_update_makes_at_most_one_host_sync(case):
     preds, target = case.make_batch(64, 0)
     assert len(_syncs_of_one_update(case.make_metric(validate_args=True), preds, target)) <= 1
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_calibration_estimator_update_without_validation_makes_no_host_sync(name):
+    preds, target = estimator_batch(64, 0)
+    assert _syncs_of_one_update(ESTIMATORS[name](validate_args=False), preds, target) == []
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_validated_calibration_estimator_update_makes_at_most_one_host_sync(name):
+    preds, target = estimator_batch(64, 0)
+    assert len(_syncs_of_one_update(ESTIMATORS[name](validate_args=True), preds, target)) <= 1
 
 
 @pytest.mark.parametrize("validate_args", [False, True])

@@ -154,7 +154,9 @@ def _row_values(chunk, rows: slice, n_bins: int) -> Tensor:
     cross_entropy = torch.where(counted, cross_entropy, 0.0).to(ACCUMULATE_DTYPE)
     correct = torch.where(counted, correct, 0.0).to(ACCUMULATE_DTYPE)
     confidence = torch.where(counted, confidence, 0.0).to(ACCUMULATE_DTYPE)
-    one_hot = torch.nn.functional.one_hot(bin_index(confidence, n_bins), n_bins).to(ACCUMULATE_DTYPE)
+    # A comparison, not F.one_hot, which reads the indices' range back from the device to check it.
+    bins = torch.arange(n_bins, device=confidence.device)
+    one_hot = (bin_index(confidence, n_bins)[:, None] == bins).to(ACCUMULATE_DTYPE)
     histogram = torch.stack([weight, confidence, correct], dim=1)[:, :, None] * one_hot[:, None, :]
     return torch.cat([torch.stack([weight, cross_entropy, correct], dim=1), histogram.flatten(1)], dim=1)
 

@@ -67,7 +67,9 @@ def classwise_bins(
     ):
         probs = chunk.scores.softmax(dim=1)
         if chunk.target.ndim == 1:
-            observed = torch.nn.functional.one_hot(chunk.target, num_classes).to(probs.dtype)
+            # A comparison, not F.one_hot, which reads the indices' range back from the device to check it.
+            classes = torch.arange(num_classes, device=probs.device)
+            observed = (chunk.target[:, None] == classes).to(probs.dtype)
         else:
             observed = chunk.target.to(probs.dtype)
         weight = torch.ones_like(probs) if chunk.counted is None else chunk.counted[:, None].expand_as(probs)
