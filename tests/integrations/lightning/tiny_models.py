@@ -9,8 +9,9 @@ from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader, TensorDataset
 
 
-class TinyClassifier(pl.LightningModule):
-    """A linear classifier that returns its predictions and records what it returned, per stage and epoch."""
+class TinyClassifierSteps:
+    """A linear classifier that returns its predictions and records what it returned, per stage and epoch; mixed
+    into either Lightning namespace's LightningModule."""
 
     def __init__(
         self, num_features: int = 5, num_classes: int = 3, task: str = "multiclass", with_reference=False, lr=0.1
@@ -53,6 +54,16 @@ class TinyClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class TinyClassifier(TinyClassifierSteps, pl.LightningModule):
+    """:class:`TinyClassifierSteps` as a ``pytorch_lightning`` module."""
+
+
+def tiny_classifier_class(lightning_module: type) -> type:
+    """:class:`TinyClassifierSteps` on ``lightning_module``, the LightningModule of ``pytorch_lightning`` or of
+    ``lightning.pytorch``."""
+    return type("TinyClassifier", (TinyClassifierSteps, lightning_module), {})
 
 
 def make_loader(n: int, num_classes: int = 3, task: str = "multiclass", with_reference=False, batch_size=8, seed=0):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH as MAX_PARAM_KEY_LENGTH
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH as MAX_PARAM_VALUE_LENGTH
 
 from xent_plugin.integrations.mlflow import ResilientMLFlowLogger
 from xent_plugin.integrations.mlflow.run_config import (
-    MAX_PARAM_KEY_LENGTH,
-    MAX_PARAM_VALUE_LENGTH,
     config_params,
     log_config,
     summary_line,
@@ -67,6 +67,7 @@ def test_more_params_than_one_batch_takes_all_arrive(logger, tracking_uri):
     config = {"group": {f"key_{index:03d}": index for index in range(250)}}
 
     log_config(logger, config, yaml.safe_dump(config), ["group.key_000=0"])
+    assert logger.flush()
 
     run = MlflowClient(tracking_uri).get_run(logger.run_id)
     assert run.data.params == {f"group.key_{index:03d}": str(index) for index in range(250)}
@@ -78,6 +79,7 @@ def test_the_config_artifact_is_the_resolved_yaml(logger, tracking_uri, tmp_path
     config = {"model": {"lr": 0.01}}
 
     log_config(logger, config, yaml.safe_dump(config), [])
+    assert logger.flush()
 
     client = MlflowClient(tracking_uri)
     path = client.download_artifacts(logger.run_id, "config.yaml", str(tmp_path))
@@ -87,10 +89,12 @@ def test_the_config_artifact_is_the_resolved_yaml(logger, tracking_uri, tmp_path
 @slow_store
 def test_a_resumed_run_keeps_its_first_params_and_gets_the_new_config_beside_the_first(logger, tracking_uri, tmp_path):
     log_config(logger, {"lr": 0.1}, "lr: 0.1\n", [])
+    assert logger.flush()
     resumed = ResilientMLFlowLogger(tracking_uri=tracking_uri, run_id=logger.run_id)
 
     with pytest.warns(UserWarning, match=r"already has params lr with other values"):
         log_config(resumed, {"lr": 0.2, "ckpt_path": "last.ckpt"}, "lr: 0.2\n", [])
+        assert resumed.flush()
 
     client = MlflowClient(tracking_uri)
     assert client.get_run(logger.run_id).data.params == {"lr": "0.1", "ckpt_path": "last.ckpt"}

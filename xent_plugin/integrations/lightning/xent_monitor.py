@@ -11,14 +11,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor
 from torchmetrics import Metric
 
 from xent_plugin.integrations.lightning.exact_once import SampleBudget
 from xent_plugin.integrations.lightning.metric_options import MetricOptions, extra_values
 from xent_plugin.integrations.lightning.prediction_source import Extract, Predictions, PredictionSource
-from xent_plugin.integrations.mlflow.safe_writer import SafeMlflowWriter
+from xent_plugin.integrations.mlflow.artifacts import queue_reliability_figures
+from xent_plugin.integrations.mlflow.loggers import outbox_for, owns_outbox
 from xent_plugin.metrics.base import synced_together
 from xent_plugin.metrics.xent_metrics import XentMetrics
 
@@ -77,7 +77,8 @@ class XentMonitor(Callback):
             (N+1)-th, ...), and at the end of the fit those of the last validation and of the best one (lowest
             cross-entropy) if they were skipped, each at its own step. Validations outside ``fit`` and tests
             always get theirs.
-        upload_in_background: render and upload figures in a background thread on rank 0.
+        upload_in_background: render and upload figures on the MLflow outbox's thread without waiting for them
+            (rank 0); with False, each epoch end waits for its figures, at most the outbox's ``max_wait_s``.
         nan_policy: ``"raise"`` stops at a batch with NaN or +inf predictions, naming it; ``"warn"`` skips and
             counts such batches (logged as ``<stage>/skipped_batches``).
         validate_args: check every batch's shapes and values (O(rows)).
@@ -176,7 +177,6 @@ class XentMonitor(Callback):
         self.nan_policy = nan_policy
         self.skipped_batches = dict.fromkeys(STAGE_PREFIXES, 0)
         self.budgets = {stage: SampleBudget() for stage in STAGE_PREFIXES}
-        self.writers: dict[int, SafeMlflowWriter] = {}
         # Per stage, the step of the last epoch logged: steps only go forward (see _epoch_step).
         self.last_steps: dict[str, int] = {}
         self.held_figures = HeldFigures()
@@ -205,9 +205,11 @@ class XentMonitor(Callback):
                 extra.to(pl_module.device)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for writer in self.writers.values():
-            writer.close()
-        self.writers.clear()
+        # A ResilientMLFlowLogger closes its own outbox in finalize, which Lightning calls right after this.
+        for logger in trainer.loggers:
+            outbox = outbox_for(logger)
+            if outbox is not None and not owns_outbox(logger):
+                outbox.close()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -411,33 +413,25 @@ class XentMonitor(Callback):
 
     def _send_figures(self, trainer: pl.Trainer, prefix: str, figures: FigureInputs, step: int) -> None:
         name_part = f"/{self.name}" if self.name else ""
-        for logger in _mlflow_loggers(trainer.loggers):
-            writer = self._writer_for(logger, f"{prefix} reliability diagram and table at step {step}")
-            if writer is None:
+        for logger in trainer.loggers:
+            outbox = outbox_for(logger)
+            if outbox is None:
                 continue
             key = f"{prefix}{name_part}/reliability"
-            writer.log_reliability_diagram(
-                figures.table, key=key, step=step, ece=figures.ece, smooth_curve=figures.smooth_curve
+            queue_reliability_figures(
+                outbox, figures.table, key=key, step=step, ece=figures.ece, smooth_curve=figures.smooth_curve
             )
-            writer.log_reliability_table(figures.table, key=key, step=step)
             if figures.equal_mass_table is not None:
-                key = f"{prefix}{name_part}/reliability_equal_mass"
-                writer.log_reliability_diagram(
-                    figures.equal_mass_table, key=key, step=step, ece=figures.adaptive_ece, binning="equal_mass"
+                queue_reliability_figures(
+                    outbox,
+                    figures.equal_mass_table,
+                    key=f"{prefix}{name_part}/reliability_equal_mass",
+                    step=step,
+                    ece=figures.adaptive_ece,
+                    binning="equal_mass",
                 )
-                writer.log_reliability_table(figures.equal_mass_table, key=key, step=step)
-
-    def _writer_for(self, logger: MLFlowLogger, what: str) -> SafeMlflowWriter | None:
-        if id(logger) not in self.writers:
-            try:
-                client, run_id = logger.experiment, logger.run_id
-            except Exception as error:  # noqa: BLE001 - an unreachable server must not stop training
-                warnings.warn(
-                    f"XentMonitor: MLflow unreachable, not logged: {what} ({error})", UserWarning, stacklevel=3
-                )
-                return None
-            self.writers[id(logger)] = SafeMlflowWriter(client, run_id, background=self.upload_in_background)
-        return self.writers[id(logger)]
+            if not self.upload_in_background:
+                outbox.flush()
 
 
 @dataclass
@@ -519,10 +513,6 @@ def _figure_inputs(metric: XentMetrics, extras: dict[str, Metric], values: dict[
 
 def _to_cpu(columns: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {key: value.cpu() if isinstance(value, Tensor) else value for key, value in columns.items()}
-
-
-def _mlflow_loggers(loggers: Sequence[object]) -> list[MLFlowLogger]:
-    return [logger for logger in loggers if isinstance(logger, MLFlowLogger)]
 
 
 def _has_nan_or_posinf(predictions: Predictions) -> bool:

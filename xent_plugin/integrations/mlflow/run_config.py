@@ -5,26 +5,15 @@ Everything here runs on global rank 0 only, so a DDP run records its config once
 
 from __future__ import annotations
 
-import hashlib
-import json
-import tempfile
-import warnings
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-# MLflow's limits (mlflow.utils.validation): a param key of at most 250 characters, a value of at most 6000,
-# and at most 100 params in one log_batch call.
-MAX_PARAM_KEY_LENGTH = 250
-MAX_PARAM_VALUE_LENGTH = 6000
-MAX_PARAMS_PER_BATCH = 100
-CONFIG_ARTIFACT = "config.yaml"
-
-_TRUNCATED = "... (truncated; the whole value is in config.yaml)"
+from xent_plugin.integrations.mlflow.loggers import outbox_for
+from xent_plugin.integrations.mlflow.params import param_key, param_value
 
 
 def config_params(config: Mapping[str, Any]) -> dict[str, str]:
@@ -45,55 +34,27 @@ def config_params(config: Mapping[str, Any]) -> dict[str, str]:
             for child_key, child in node.items():
                 visit(child, f"{key}.{child_key}" if key else str(child_key))
         else:
-            params[_param_key(key)] = _param_value(node)
+            params[param_key(key)] = param_value(node)
 
     visit(config, "")
     return params
 
 
-def log_config(logger: MLFlowLogger, config: Mapping[str, Any], config_yaml: str, overrides: Iterable[str]) -> None:
-    """Send the resolved config to the logger's run as params, as ``config.yaml`` and the overrides as a tag.
+def log_config(logger: Any, config: Mapping[str, Any], config_yaml: str, overrides: Iterable[str]) -> None:
+    """Queue the resolved config for the logger's run: params, ``config.yaml``, and the overrides as a tag.
 
-    A resumed run (``logger.run_id`` set) already has params, which MLflow never changes: those with a new
-    value are kept and named in a warning, and this config goes to ``config_resume_<n>.yaml`` beside the first.
-    A tracking failure warns and lets training go on.
+    It goes through the run's :class:`~xent_plugin.integrations.mlflow.outbox.Outbox`, so a tracking server
+    that is down now gets it when it comes back (or it is spooled). A resumed run (a logger given ``run_id``)
+    already has params, which MLflow never changes: those with a new value are kept and named in a warning, and
+    this config goes to ``config_resume_<n>.yaml`` beside the first.
     """
     if rank_zero_only.rank != 0:
         return
-    try:
-        _log_config(logger, config, config_yaml, overrides)
-    except Exception as error:  # noqa: BLE001 - the run is worth more than its record
-        warnings.warn(
-            f"xent-train: could not log the config to MLflow ({type(error).__name__}: {error}); training goes on.",
-            UserWarning,
-            stacklevel=2,
-        )
-
-
-def _log_config(logger: MLFlowLogger, config: Mapping[str, Any], config_yaml: str, overrides: Iterable[str]) -> None:
-    client, run_id = logger.experiment, logger.run_id
-    logged = client.get_run(run_id).data.params
-    params = config_params(config)
-    changed = sorted(key for key, value in params.items() if key in logged and logged[key] != value)
-    if changed:
-        warnings.warn(
-            f"xent-train: run {run_id} already has params {', '.join(changed)} with other values; MLflow keeps the "
-            "first values, and this run's config is in its own config_resume_<n>.yaml artifact.",
-            UserWarning,
-            stacklevel=3,
-        )
-    new = [Param(key, value) for key, value in params.items() if key not in logged]
-    for start in range(0, len(new), MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=new[start : start + MAX_PARAMS_PER_BATCH])
-    client.set_tag(run_id, "xent_train.overrides", " ".join(overrides)[:MAX_PARAM_VALUE_LENGTH])
-    name = CONFIG_ARTIFACT
-    if logged:
-        earlier = [item.path for item in client.list_artifacts(run_id) if item.path.startswith("config")]
-        name = f"config_resume_{len(earlier)}.yaml"
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / name
-        path.write_text(config_yaml)
-        client.log_artifact(run_id, str(path))
+    outbox = outbox_for(logger)
+    if outbox is None:
+        raise TypeError(f"`logger` must be an MLflow logger, got {type(logger).__name__}.")
+    overrides_tag = param_value(" ".join(overrides), limit=MAX_TAG_VAL_LENGTH)
+    outbox.log_config(config_params(config), config_yaml, overrides_tag)
 
 
 def summary_line(logger: MLFlowLogger, tracking_uri: str, metrics: Mapping[str, Any]) -> str:
@@ -116,17 +77,3 @@ def summary_line(logger: MLFlowLogger, tracking_uri: str, metrics: Mapping[str, 
 
 
 _SUMMARY_METRICS = ("accuracy", "cross_entropy")
-
-
-def _param_key(key: str) -> str:
-    if len(key) <= MAX_PARAM_KEY_LENGTH:
-        return key
-    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-    return f"{key[: MAX_PARAM_KEY_LENGTH - len(digest) - 1]}~{digest}"
-
-
-def _param_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    if len(text) <= MAX_PARAM_VALUE_LENGTH:
-        return text
-    return text[: MAX_PARAM_VALUE_LENGTH - len(_TRUNCATED)] + _TRUNCATED
