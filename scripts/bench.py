@@ -25,7 +25,17 @@ calibration, accuracy) updated together:
 - Compile time of the fused pass: in a subprocess with an empty inductor cache (cold) and again with the cache it
   filled (warm), per class count.
 
-XentMonitor's callback overhead (issue 5, "Callback overhead") is not measured here.
+- The floor (issue 15): a ``torch.compile``d ``torch.logsumexp(z.float(), -1).sum()``, which reads each logit
+  once, against the default ``XentMetrics.update`` (validation on, the fused pass chosen by itself), in the
+  four cases of issue 15: fp32 16384 x 1000, fp32 and bf16 4096 x 32000, and tokens 4 x 1024 x 32000 with
+  ignore_index (``class_dim=-1``). Interleaved repetitions, median of per-repetition ratios to the floor.
+- Host syncs per update (``aten._local_scalar_dense``, ``nonzero``, ``masked_select``, boolean-mask indexing) of
+  every metric class, with and without ``validate_args``, counted with a ``TorchDispatchMode``.
+- The hidden-state path at V = 128k (``XentMetrics.update_from_hidden``) against materialising the logits and
+  calling ``XentMetrics.update``: peak extra resident memory (fresh subprocess each) and time ratio.
+
+XentMonitor's callback overhead (issue 5, "Callback overhead") is not measured here. No GPU figure has been
+measured: this script has only run on CPUs.
 """
 
 from __future__ import annotations
@@ -51,6 +61,16 @@ sys.path.insert(0, str(REPO))
 
 from xent_plugin.functional import fused  # noqa: E402
 from xent_plugin.metrics import XentMetrics  # noqa: E402
+
+FLOOR_CASES = {
+    "fp32 16384x1000": ((16384, 1000), torch.float32, None),
+    "fp32 4096x32000": ((4096, 32000), torch.float32, None),
+    "bf16 4096x32000": ((4096, 32000), torch.bfloat16, None),
+    "tokens 4x1024x32000 ignore_index": ((4, 1024, 32000), torch.float32, -100),
+}
+FLOOR_TARGET = 1.5
+HIDDEN_CASE = {"tokens": 1024, "width": 512, "vocab": 128_000}
+SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "item"}
 
 CASES = [(16384, 1000), (4096, 32000)]
 TARGETS = {"eager_vs_ce": 1.5, "fused_vs_ce": 0.6, "torchmetrics_vs_fused": 5.0}
@@ -194,6 +214,82 @@ def bench_case(rows: int, classes: int, reps: int) -> dict:
     }
 
 
+# ---- the floor: a compiled one-pass logsumexp -----------------------------------------------------------------
+
+
+def bench_floor(reps: int) -> dict:
+    floor_kernel = torch.compile(lambda z: torch.logsumexp(z.float(), -1).sum())
+    results = {}
+    for name, (shape, dtype, ignore_index) in FLOOR_CASES.items():
+        print(f"  {name} ...", flush=True)
+        timings = time_ratios(_floor_methods(floor_kernel, shape, dtype, ignore_index), reps, baseline="floor")
+        results[name] = {
+            "timings": timings,
+            "ours_vs_cross_entropy": timings["ours"]["ratio"] / timings["cross_entropy"]["ratio"],
+            "pass": timings["ours"]["ratio"] <= FLOOR_TARGET,
+        }
+    return results
+
+
+def _floor_methods(floor_kernel, shape, dtype, ignore_index) -> dict[str, Callable[[], object]]:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(*shape, generator=g).to(dtype)
+    target = torch.randint(0, shape[-1], shape[:-1], generator=g)
+    if ignore_index is not None:
+        target[..., -64:] = ignore_index
+    class_dim = -1 if len(shape) == 3 else 1
+    ours = XentMetrics(n_bins=15, class_dim=class_dim, ignore_index=ignore_index)
+    eager = XentMetrics(n_bins=15, class_dim=class_dim, ignore_index=ignore_index)
+    flat_logits, flat_target = logits.reshape(-1, shape[-1]), target.reshape(-1)
+    ce_kwargs = {} if ignore_index is None else {"ignore_index": ignore_index}
+    return {
+        "floor": lambda: floor_kernel(logits),
+        "cross_entropy": lambda: F.cross_entropy(flat_logits, flat_target, **ce_kwargs),
+        "ours": lambda: ours.update(logits, target),
+        "ours_eager": _our_update(eager, "off", logits, target),
+    }
+
+
+# ---- host syncs per update -----------------------------------------------------------------------------------
+
+
+def bench_host_syncs() -> dict:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tests.metrics._metric_cases import CASES
+
+    class Counter(TorchDispatchMode):
+        @classmethod
+        def ignore_compile_internals(cls) -> bool:
+            return True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            boolean_index = name.startswith("index") and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                for i in (args[1] if len(args) > 1 and isinstance(args[1], (list, tuple)) else [])
+            )
+            self.count += name in SYNCING_OPS or boolean_index
+            return func(*args, **(kwargs or {}))
+
+    results = {}
+    for case in CASES:
+        preds, target = case.make_batch(64, 0)
+        counts = {}
+        for validate_args in (False, True):
+            metric = case.make_metric(validate_args=validate_args)
+            metric.update(preds, target)
+            with Counter() as counter:
+                metric.update(preds, target)
+            counts[f"validate_args={validate_args}"] = counter.count
+        results[case.name] = counts
+    return results
+
+
 # ---- peak memory, one fresh subprocess per measurement -------------------------------------------------------
 
 
@@ -228,6 +324,44 @@ def _probe_memory(spec: dict) -> dict:
     run()
     after = _memory_status()
     return {"peak_extra_bytes": after["VmHWM"] - before["VmRSS"]}
+
+
+def _hidden_inputs() -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    tokens, width, vocab = HIDDEN_CASE["tokens"], HIDDEN_CASE["width"], HIDDEN_CASE["vocab"]
+    hidden = torch.randn(1, tokens, width, generator=g)
+    head = torch.randn(vocab, width, generator=g) / width**0.5
+    return hidden, head, torch.randint(0, vocab, (1, tokens), generator=g)
+
+
+def _hidden_methods(hidden, head, target) -> dict[str, Callable[[], None]]:
+    from_hidden, materialised = XentMetrics(n_bins=15), XentMetrics(n_bins=15, class_dim=-1)
+    return {
+        "hidden": lambda: from_hidden.update_from_hidden(hidden, head, target),
+        "materialised": lambda: materialised.update(hidden @ head.T, target),
+    }
+
+
+def _probe_hidden_memory(spec: dict) -> dict:
+    torch.set_num_threads(spec["threads"])
+    run = _hidden_methods(*_hidden_inputs())[spec["method"]]
+    run()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _memory_status()
+    run()
+    after = _memory_status()
+    return {"peak_extra_bytes": after["VmHWM"] - before["VmRSS"]}
+
+
+def bench_hidden(threads: int, reps: int) -> dict:
+    hidden, head, target = _hidden_inputs()
+    timings = time_ratios(_hidden_methods(hidden, head, target), reps, baseline="materialised")
+    memory = {
+        method: _run_probe("hidden_memory", {"method": method, "threads": threads})["peak_extra_bytes"]
+        for method in ("hidden", "materialised")
+    }
+    logits_bytes = HIDDEN_CASE["tokens"] * HIDDEN_CASE["vocab"] * 4
+    return {**HIDDEN_CASE, "logits_bytes": logits_bytes, "timings": timings, "peak_extra_bytes": memory}
 
 
 def _probe_compile(spec: dict) -> dict:
@@ -427,6 +561,26 @@ def _mib(value: float) -> str:
 
 def print_report(report: dict) -> None:
     print(f"\nMachine: {report['machine']}; medians of {report['reps']} interleaved repetitions")
+    print(f"\nDefault XentMetrics.update against the floor (target <= {FLOOR_TARGET}x):")
+    for name, row in report["floor"].items():
+        t = row["timings"]
+        print(
+            f"  {name:>34}: ours {t['ours']['ratio']:.2f}x floor, eager {t['ours_eager']['ratio']:.2f}x, "
+            f"F.cross_entropy {t['cross_entropy']['ratio']:.2f}x; ours / F.cross_entropy "
+            f"{row['ours_vs_cross_entropy']:.2f}  -> {'PASS' if row['pass'] else 'FAIL'}"
+        )
+    print("\nHost syncs per update (validate_args=False / True):")
+    for name, counts in report["host_syncs"].items():
+        print(f"  {name}: {counts['validate_args=False']} / {counts['validate_args=True']}")
+    if "hidden" in report:
+        h = report["hidden"]
+        print(
+            f"\nHidden states {h['tokens']} tokens x width {h['width']} -> V = {h['vocab']:,} "
+            f"(logits {_mib(h['logits_bytes'])} MiB): peak extra MiB hidden path "
+            f"{_mib(h['peak_extra_bytes']['hidden'])}, materialised + XentMetrics "
+            f"{_mib(h['peak_extra_bytes']['materialised'])}; time hidden / materialised "
+            f"{h['timings']['hidden']['ratio']:.2f}"
+        )
     header = (
         f"{'case':>12} | {'CE ms':>7} | {'exp':>5} | {'fused':>5} | {'eager':>5} | {'tm':>6} | "
         f"{'tm/fused':>8} | {'tm/eager':>8} | {'load':>9} | targets (eager<=1.5, fused<=0.6, tm/fused>=5)"
@@ -498,13 +652,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.probe:
         kind, spec = args.probe
-        probe = {"memory": _probe_memory, "compile": _probe_compile}[kind]
+        probe = {"memory": _probe_memory, "compile": _probe_compile, "hidden_memory": _probe_hidden_memory}[kind]
         print(json.dumps(probe(json.loads(spec))))
         return
 
     torch.set_num_threads(args.threads)
     reps = 5 if args.quick else args.reps
     report = {"machine": machine_description(args.threads), "threads": args.threads, "reps": reps, "cases": []}
+    print("against the floor (compiled logsumexp) ...", flush=True)
+    report["floor"] = bench_floor(reps)
+    print("host syncs per update ...", flush=True)
+    report["host_syncs"] = bench_host_syncs()
     for rows, classes in CASES:
         print(f"timing {rows}x{classes} ...", flush=True)
         report["cases"].append(bench_case(rows, classes, reps))
@@ -522,6 +680,8 @@ def main() -> None:
         report["compile"] = bench_compile(args.threads)
         print("distributed compute (2 gloo processes) ...", flush=True)
         report["distributed"] = bench_distributed()
+        print("hidden-state path at V = 128k ...", flush=True)
+        report["hidden"] = bench_hidden(args.threads, max(3, reps // 2))
     if args.plot:
         print("time against vocabulary size ...", flush=True)
         report["vocabulary"] = bench_vocabulary(max(3, reps // 2))
