@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from tests.app.xent_train_runs import FEW_BATCHES, runs_in, sqlite_uri
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+_NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "test-artifacts", "outputs", "mlruns")
 
 
 def _run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -27,7 +29,10 @@ def installed_wheel(tmp_path_factory) -> Path:
     through a ``.pth`` path line, which adds the directory but runs none of its ``.pth`` hooks, so the editable
     install of the source tree is not visible there. Returns the venv's ``bin`` directory."""
     root = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(root), "."], REPOSITORY)
+    # Built from a copy, so setuptools' build/ and egg-info land in the temporary directory, not the checkout.
+    source = root / "source"
+    shutil.copytree(REPOSITORY, source, symlinks=True, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(root), "."], source)
     (wheel,) = root.glob("xent_plugin-*.whl")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], root)
