@@ -18,7 +18,6 @@ pytestmark = pytest.mark.slow
 
 EPOCHS = 2
 EXPERIMENT = "e2e-ui"
-RUN_NAME = "mlp-digits"  # what conf/logger/mlflow.yaml names a run of the default model and data
 # The React app renders slowly on 2 busy cores.
 UI_TIMEOUT_MS = 90_000
 
@@ -37,7 +36,13 @@ def trained_run(chromium_executable, tracking_server, tmp_path_factory) -> dict[
     client = MlflowClient(tracking_server.url)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
-    return {"experiment_id": experiment.experiment_id, "run_id": run.info.run_id}
+    steps = [point.step for point in client.get_metric_history(run.info.run_id, "val/cross_entropy")]
+    return {
+        "experiment_id": experiment.experiment_id,
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "steps": steps,
+    }
 
 
 @pytest.fixture
@@ -67,7 +72,7 @@ def test_the_experiment_and_the_run_are_listed(page, tracking_server, trained_ru
     save_screenshot(page, tmp_path, "ui-experiments")
 
     page.goto(f"{tracking_server.url}/#/experiments/{trained_run['experiment_id']}/runs")
-    page.get_by_role("link", name=RUN_NAME, exact=True).wait_for()
+    page.get_by_role("link", name=trained_run["run_name"], exact=True).wait_for()
     save_screenshot(page, tmp_path, "ui-runs")
 
 
@@ -76,7 +81,7 @@ def test_the_run_page_charts_the_validation_metric_once_per_epoch(page, tracking
     page.goto(_run_page(tracking_server.url, trained_run, "model-metrics"))
     page.get_by_placeholder("Search metric charts").fill(metric)
     # Each line chart's legend reads "<run name> (<metric key>)".
-    card = _chart_card(page).filter(has_text=f"{RUN_NAME} ({metric})")
+    card = _chart_card(page).filter(has_text=f"{trained_run['run_name']} ({metric})")
     card.wait_for()
     points = card.locator(".scatterlayer .points path")
     points.nth(EPOCHS - 1).wait_for()
@@ -94,17 +99,21 @@ def test_the_image_grid_shows_a_reliability_diagram_for_each_epoch(page, trackin
     slider = dialog.get_by_role("slider")
     slider.wait_for()
 
-    # One image per epoch behind the step slider: the steps are the epochs.
-    assert (slider.get_attribute("aria-valuemin"), slider.get_attribute("aria-valuemax")) == ("0", str(EPOCHS - 1))
-    for epoch in range(EPOCHS):
-        if epoch > 0:
+    # One image per epoch behind the step slider, at the steps of the epoch's validation values.
+    steps = trained_run["steps"]
+    assert len(steps) == EPOCHS
+    assert (slider.get_attribute("aria-valuemin"), slider.get_attribute("aria-valuemax")) == tuple(
+        str(step) for step in (steps[0], steps[-1])
+    )
+    for index, step in enumerate(steps):
+        if index > 0:
             slider.press("ArrowRight")  # the slider stops at each logged step
-        assert slider.get_attribute("aria-valuenow") == str(epoch)
-        image = dialog.locator(f"img[src*='val~reliability%2Bstep%2B{epoch}%2B']")
+        assert slider.get_attribute("aria-valuenow") == str(step)
+        image = dialog.locator(f"img[src*='val~reliability%2Bstep%2B{step}%2B']")
         image.wait_for()
         image.scroll_into_view_if_needed()
         _wait_until_decoded(image)
-        save_screenshot(page, tmp_path, f"ui-image-grid-epoch-{epoch}")
+        save_screenshot(page, tmp_path, f"ui-image-grid-step-{step}")
 
         assert image.evaluate("element => element.naturalWidth") > 0
 
@@ -114,15 +123,15 @@ def test_the_artifact_browser_lists_and_renders_each_epochs_reliability_diagram(
 ):
     page.goto(_run_page(tracking_server.url, trained_run, "artifacts"))
     page.get_by_text("images", exact=True).click()
-    for epoch in range(EPOCHS):
+    for step in trained_run["steps"]:
         # MLflow 3 stores log_image(key="val/reliability", step=s) as images/val~reliability+step+<s>+...png
-        listed = page.get_by_text(f"val~reliability+step+{epoch}+").filter(has_text=".png").first
+        listed = page.get_by_text(f"val~reliability+step+{step}+").filter(has_text=".png").first
         listed.click()
-        page.get_by_text(f"images/val~reliability+step+{epoch}+").first.wait_for()  # the preview's title
+        page.get_by_text(f"images/val~reliability+step+{step}+").first.wait_for()  # the preview's title
         preview = page.locator("img[src^='blob:']:visible").first
         preview.wait_for()
         _wait_until_decoded(preview)
-        save_screenshot(page, tmp_path, f"ui-artifact-epoch-{epoch}")
+        save_screenshot(page, tmp_path, f"ui-artifact-step-{step}")
 
         assert preview.evaluate("element => element.naturalWidth") > 0
 

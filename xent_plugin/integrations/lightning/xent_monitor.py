@@ -180,10 +180,14 @@ class XentMonitor(Callback):
         # Per stage, the step of the last epoch logged: steps only go forward (see _epoch_step).
         self.last_steps: dict[str, int] = {}
         self.held_figures = HeldFigures()
+        self._state_key: str | None = None
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(name=self.name, **asdict(self.options))
+        # Lightning reads it at every hook call (to name the hook in its profiler); the options never change.
+        if self._state_key is None:
+            self._state_key = self._generate_state_key(name=self.name, **asdict(self.options))
+        return self._state_key
 
     def key(self, stage: str, value: str) -> str:
         """The key this monitor logs ``value`` of ``stage`` (``"train"``, ``"validate"``, ``"test"``) under."""
