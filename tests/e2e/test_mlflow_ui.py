@@ -7,6 +7,7 @@ dir and to ``test-artifacts/``. MLflow 3.17's UI is a React app, so every check 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -26,7 +27,7 @@ UI_TIMEOUT_MS = 90_000
 def trained_run(chromium_executable, tracking_server, tmp_path_factory) -> dict[str, str]:
     """A 2-epoch ``xent-train`` run logged to the tracking server; its experiment and run ids."""
     cwd = tmp_path_factory.mktemp("ui-run")
-    run_xent_train(
+    result = run_xent_train(
         cwd,
         f"logger.tracking_uri={tracking_server.url}",
         f"logger.experiment_name={EXPERIMENT}",
@@ -42,6 +43,7 @@ def trained_run(chromium_executable, tracking_server, tmp_path_factory) -> dict[
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,
         "steps": steps,
+        "link": re.search(r"review it at (\S+)", result.stdout + result.stderr)[1],
     }
 
 
@@ -90,7 +92,9 @@ def test_the_run_page_charts_the_validation_metric_once_per_epoch(page, tracking
     assert points.count() == EPOCHS
 
 
-def test_the_image_grid_shows_a_reliability_diagram_for_each_epoch(page, tracking_server, trained_run, tmp_path):
+def test_the_diagram_card_shows_each_epochs_reliability_diagram_at_thumbnail_size(
+    page, tracking_server, trained_run, tmp_path
+):
     page.goto(_run_page(tracking_server.url, trained_run, "model-metrics"))
     page.get_by_placeholder("Search metric charts").fill("val/reliability")
     card = _chart_card(page).filter(has=page.get_by_role("heading", name="val/reliability", exact=True))
@@ -102,11 +106,9 @@ def test_the_image_grid_shows_a_reliability_diagram_for_each_epoch(page, trackin
     # One image per epoch behind the step slider, at the steps of the epoch's validation values.
     steps = trained_run["steps"]
     assert len(steps) == EPOCHS
-    assert (slider.get_attribute("aria-valuemin"), slider.get_attribute("aria-valuemax")) == tuple(
-        str(step) for step in (steps[0], steps[-1])
-    )
-    for index, step in enumerate(steps):
-        if index > 0:
+    assert slider.get_attribute("aria-valuemax") == str(steps[-1])
+    for step in steps:
+        if slider.get_attribute("aria-valuenow") != str(step):
             slider.press("ArrowRight")  # the slider stops at each logged step
         assert slider.get_attribute("aria-valuenow") == str(step)
         image = dialog.locator(f"img[src*='val~reliability%2Bstep%2B{step}%2B']")
@@ -114,8 +116,11 @@ def test_the_image_grid_shows_a_reliability_diagram_for_each_epoch(page, trackin
         image.scroll_into_view_if_needed()
         _wait_until_decoded(image)
         save_screenshot(page, tmp_path, f"ui-image-grid-step-{step}")
+        save_screenshot(image, tmp_path, f"ui-diagram-thumbnail-step-{step}")
 
-        assert image.evaluate("element => element.naturalWidth") > 0
+        # The UI shows the thumbnail MLflow makes to fit 256 px; the 512-px square diagram fills it exactly.
+        assert "compressed" in image.get_attribute("src")
+        assert image.evaluate("element => [element.naturalWidth, element.naturalHeight]") == [256, 256]
 
 
 def test_the_artifact_browser_lists_and_renders_each_epochs_reliability_diagram(
@@ -136,8 +141,30 @@ def test_the_artifact_browser_lists_and_renders_each_epochs_reliability_diagram(
         assert preview.evaluate("element => element.naturalWidth") > 0
 
 
+def test_the_link_xent_train_prints_opens_the_run_and_its_experiment_in_model_training_mode(
+    page, tracking_server, trained_run, tmp_path
+):
+    page.goto(trained_run["link"])
+    page.get_by_role("heading", name=trained_run["run_name"]).wait_for()
+    sidebar = page.get_by_role("navigation")
+    # MLflow's model-training side bar lists runs and models; its GenAI one, traces, sessions and judges.
+    sidebar.get_by_role("link", name="Models", exact=True).wait_for()
+    assert sidebar.get_by_role("link", name="Judges", exact=True).count() == 0
+    save_screenshot(page, tmp_path, "ui-run-page")
+
+    sidebar.get_by_role("link", name="Runs", exact=True).click()
+    page.get_by_role("link", name=trained_run["run_name"], exact=True).wait_for()
+    save_screenshot(page, tmp_path, "ui-experiment-page")
+
+    assert sidebar.get_by_role("link", name="Judges", exact=True).count() == 0
+    assert (
+        MlflowClient(tracking_server.url).get_experiment(trained_run["experiment_id"]).tags["mlflow.experimentKind"]
+        == "custom_model_development"
+    )
+
+
 def _run_page(url: str, run: dict[str, str], tab: str) -> str:
-    return f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}/{tab}"
+    return f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}/{tab}?workflowType=machine_learning"
 
 
 def _chart_card(page):

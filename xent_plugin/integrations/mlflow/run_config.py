@@ -72,7 +72,9 @@ def summary_line(logger: MLFlowLogger, tracking_uri: str, metrics: Mapping[str, 
     shown = [f"{key}={float(metrics[key]):.4f}" for key in keys]
     where = f"MLflow run {run_id} in experiment {experiment!r}" + (f" ({', '.join(shown)})" if shown else "")
     if tracking_uri.startswith(("http://", "https://")):
-        return f"{where}; review it at {tracking_uri.rstrip('/')}/#/experiments/{logger.experiment_id}/runs/{run_id}"
+        # MLflow 3's UI opens in its GenAI mode unless the address asks for model training.
+        page = f"{tracking_uri.rstrip('/')}/#/experiments/{logger.experiment_id}/runs/{run_id}"
+        return f"{where}; review it at {page}?workflowType=machine_learning"
     return f"{where}; review it with: mlflow ui --backend-store-uri {tracking_uri}"
 
 
