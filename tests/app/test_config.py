@@ -143,7 +143,10 @@ def test_data_that_states_other_facts_than_its_datamodule_is_refused(tmp_path):
     cfg = compose(tmp_path, "data.num_classes=3")
     datamodule = instantiate(cfg.data.datamodule)
 
-    with pytest.raises(ConfigError, match=r"data.num_classes is 3, but DigitsDataModule has num_classes=10"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.num_classes: expected 10, the num_classes of the DigitsDataModule that data.datamodule builds",
+    ):
         check_datamodule_matches(datamodule, cfg.data)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 # The console script that `pip install -e .` put beside this interpreter.
 XENT_TRAIN = Path(sys.executable).with_name("xent-train")
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 # One short epoch: enough for every hook that logs (fit, validation, test) to run once.
 FEW_BATCHES = (
@@ -33,8 +36,34 @@ def run_xent_train(
         [*program, *overrides], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
     if result.returncode != 0:
-        pytest.fail(f"xent-train {' '.join(overrides)} exited with {result.returncode}:\n{_tail(result)}")
+        pytest.fail(f"xent-train {' '.join(overrides)} exited with {result.returncode}:\n{output_tail(result)}")
     return result
+
+
+def start_xent_train(cwd: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``xent-train <overrides>`` from ``cwd`` without waiting, in its own process group, with the
+    repository root on ``PYTHONPATH`` so ``+callbacks.x._target_=tests.app...`` can be imported."""
+    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [str(XENT_TRAIN), *overrides],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": python_path, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Wait for a started ``xent-train``; kill its process group and fail the test if it overruns ``timeout``."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=30)
+        pytest.fail(f"xent-train ran past {timeout} s:\n{stderr[-4000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def sqlite_uri(directory: Path) -> str:
@@ -51,5 +80,5 @@ def artifact_paths(client: MlflowClient, run_id: str) -> list[str]:
     return [item.path for item in client.list_artifacts(run_id)]
 
 
-def _tail(result: subprocess.CompletedProcess, characters: int = 6000) -> str:
+def output_tail(result: subprocess.CompletedProcess, characters: int = 6000) -> str:
     return f"--- stdout ---\n{result.stdout[-characters:]}\n--- stderr ---\n{result.stderr[-characters:]}"

@@ -9,6 +9,7 @@ them against the signature of their target instead.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,10 +102,26 @@ def local_artifact_location(tracking_uri: str, local_dir: str) -> str | None:
     return local_dir if tracking_uri.startswith(("sqlite:", "file:")) else None
 
 
+# Drawn once per process: two runs started in the same second get their own output directories, and every
+# resolution of hydra.run.dir in this process names the same one.
+_PROCESS_ID = secrets.token_hex(3)
+
+
+def process_id() -> str:
+    """Six hex digits that name this process's run among others started in the same second.
+
+    Example:
+        >>> len(process_id()), process_id() == process_id()
+        (6, True)
+    """
+    return _PROCESS_ID
+
+
 def register_configs() -> None:
     """Store the schema and register the resolvers that ``conf/`` uses; safe to call more than once."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("local_artifact_location", local_artifact_location, replace=True)
+    OmegaConf.register_new_resolver("process_id", process_id, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:

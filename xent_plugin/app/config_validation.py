@@ -20,18 +20,23 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
 from hydra._internal.utils import _locate
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from xent_plugin.app.config import CONFIG_DIR
+from xent_plugin.app.config import CONFIG_DIR, CONFIG_NAME
 
 TASKS = ("multiclass", "binary")
 INPUT_VIEWS = ("features", "image", "tokens")
@@ -39,6 +44,8 @@ INPUT_VIEWS = ("features", "image", "tokens")
 INSTANTIATE_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
 
 _INPUT_VIEW_REFERENCE = re.compile(r"\$\{data\.inputs\.(\w+)")
+_DATA_REFERENCE = re.compile(r"\$\{(data\.[\w.]+)\}")
+_FULL_KEY = re.compile(r"full_key: (\S+)")
 
 
 class ConfigError(ValueError):
@@ -49,10 +56,19 @@ class ConfigError(ValueError):
         super().__init__("invalid xent-train config:\n  - " + "\n  - ".join(problems))
 
 
-def check_train_config(cfg: DictConfig, model_name: str | None = None, data_name: str | None = None) -> None:
-    """Every check that needs no built object; ``model_name``/``data_name`` are the chosen options, for messages."""
+def check_train_config(
+    cfg: DictConfig, model_name: str | None = None, data_name: str | None = None, overrides: Sequence[str] = ()
+) -> None:
+    """Every check that needs no built object.
+
+    ``model_name``/``data_name`` are the chosen options and ``overrides`` the command line's, for messages.
+    """
     problems = check_data_facts(cfg.data)
     problems += check_model_fits_data(cfg, model_name, data_name)
+    problems += check_values_that_follow_the_data(cfg, overrides, data_name)
+    if cfg.cpu_threads is not None and cfg.cpu_threads < 1:
+        problems.append(f"cpu_threads={cfg.cpu_threads}: expected an integer >= 1, or null for torch's default.")
+    problems += check_accelerator_available(cfg.trainer)
     if not problems:
         # Resolving needs the model to fit the data: a model that reads a missing view cannot resolve.
         resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -108,6 +124,104 @@ def model_options_by_input_views(config_dir: Path = CONFIG_DIR) -> dict[str, set
     }
 
 
+def check_values_that_follow_the_data(
+    cfg: DictConfig, overrides: Sequence[str], data_name: str | None = None
+) -> list[str]:
+    """An override may not contradict the data on a value that the config reads from it.
+
+    Models and callbacks take the data's facts by interpolation (``input_dim: ${data.inputs.features}``,
+    ``task: ${data.task}``): ``model.net.input_dim=32`` on 64 features would only fail inside the first batch.
+    Which keys follow the data is read from the config composed without the command line's values.
+    """
+    values = [(key, value) for key, value in map(_split_override, overrides) if key and not key.startswith("hydra.")]
+    if not values:
+        return []
+    unset = _compose_without_values(overrides)
+    data = f"data={data_name}" if data_name else "the data"
+    problems = []
+    for key, value in values:
+        reference = _DATA_REFERENCE.fullmatch(str(_raw_value(unset, key)))
+        if reference is None:
+            continue
+        expected = OmegaConf.select(cfg, reference.group(1))
+        if OmegaConf.select(cfg, key) != expected:
+            problems.append(
+                f"{key}={value}: expected {expected!r}, the {reference.group(1)} of {data}; this value follows "
+                f"the data, so leave {key} out (or change {reference.group(1)} where the data allows)."
+            )
+    return problems
+
+
+def check_accelerator_available(trainer: DictConfig) -> list[str]:
+    """A named ``trainer.accelerator`` exists on this machine (Lightning's own refusal of a missing one is about
+    the package it would need, not the setting)."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    name = trainer.get("accelerator")
+    registered = AcceleratorRegistry.available_accelerators()
+    wanted = "cuda" if name == "gpu" else name
+    if not isinstance(wanted, str) or wanted not in registered:
+        return []  # "auto", an Accelerator object, or a name Lightning itself refuses with the list of names
+    available = sorted(option for option in registered if _is_available(AcceleratorRegistry[option]["accelerator"]))
+    if wanted in available:
+        return []
+    return [f"trainer.accelerator={name}: not available on this machine; expected one of {available + ['auto']}."]
+
+
+def _is_available(accelerator: type) -> bool:
+    try:
+        return bool(accelerator.is_available())
+    except Exception:  # noqa: BLE001 - an accelerator whose package is missing is not available
+        return False
+
+
+def check_resumed_run_exists(logger: DictConfig) -> None:
+    """``logger.run_id`` names a run that the tracking store has; a store that cannot be reached is let through
+    (the logger keeps what it cannot send), but one that answers that there is no such run is not."""
+    run_id = logger.get("run_id")
+    if not run_id:
+        return
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(logger.tracking_uri).get_run(run_id)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            return
+        raise ConfigError(
+            [
+                f"logger.run_id={run_id}: no run with this id in {logger.tracking_uri}; expected the id of a run "
+                "in that store (as printed when it started), or no logger.run_id to start a new run."
+            ]
+        ) from None
+
+
+def build(path: str, node: Any, overrides: Sequence[str] = (), **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)``; a target that refuses its arguments is a :class:`ConfigError`
+    naming the command-line overrides of that node (or its config path) and the target's own message."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        message = str(error)
+        failed = _FULL_KEY.search(message)
+        failed_path = failed.group(1) if failed else path
+        target = OmegaConf.select(node, failed_path[len(path) + 1 :]) if failed_path != path else node
+        name = target.get("_target_", failed_path) if isinstance(target, DictConfig) else failed_path
+        reason = _one_line(error.__cause__) if error.__cause__ is not None else _one_line(message)
+        raise ConfigError([f"{_subject(failed_path, overrides, reason)}: {name} refused it: {reason}"]) from error
+
+
+def check_optimizer_builds(model: object, model_cfg: Any, overrides: Sequence[str] = ()) -> None:
+    """Build ``model.optimizer`` (and ``model.scheduler``) once on the model's parameters, as ``fit`` will, so
+    an argument they refuse (``lr=-0.1``) fails at start, not after the data and trainer are set up."""
+    if not isinstance(model_cfg, DictConfig) or model_cfg.get("optimizer") is None:
+        return
+    optimizer = _call_factory("model.optimizer", model_cfg.optimizer, overrides, model.parameters())
+    if model_cfg.get("scheduler") is not None:
+        _call_factory("model.scheduler", model_cfg.scheduler, overrides, optimizer)
+
+
 def target_nodes(container: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """Every dict with a ``_target_`` in a resolved config container, with its dotted path."""
     if isinstance(container, Mapping):
@@ -155,7 +269,7 @@ def check_target_arguments(path: str, node: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def check_datamodule_matches(datamodule: object, data: DictConfig) -> None:
+def check_datamodule_matches(datamodule: object, data: DictConfig, overrides: Sequence[str] = ()) -> None:
     """The built datamodule's own ``task``/``num_classes`` (where it has them) agree with ``data``."""
     problems = []
     for key in ("task", "num_classes"):
@@ -163,8 +277,8 @@ def check_datamodule_matches(datamodule: object, data: DictConfig) -> None:
         stated = data[key]
         if actual is not None and actual != stated:
             problems.append(
-                f"data.{key} is {stated!r}, but {type(datamodule).__name__} has {key}={actual!r}; "
-                f"make the data config state what the datamodule builds."
+                f"{_subject(f'data.{key}', overrides)}: expected {actual!r}, the {key} of the "
+                f"{type(datamodule).__name__} that data.datamodule builds (data.{key} is {stated!r})."
             )
     if problems:
         raise ConfigError(problems)
@@ -189,6 +303,71 @@ def check_strategy_fits_run_mode(trainer: pl.Trainer, run_mode: RunMode) -> None
                 "trainer=ddp_spawn, or run each job on its own, without -m."
             ]
         )
+
+
+# ---- overrides and messages ------------------------------------------------------------------------------
+
+
+def _split_override(override: str) -> tuple[str | None, str]:
+    """``"+model.net.x=3"`` -> ``("model.net.x", "3")``; ``(None, ...)`` for a key without a dot (a group choice
+    such as ``model=cnn``, or a top-level value such as ``seed=1``), a deletion, or a package override."""
+    if override.startswith("~") or "=" not in override:
+        return None, override
+    key, _, value = override.lstrip("+").partition("=")
+    if "." not in key or "/" in key or "@" in key:
+        return None, value
+    return key, value
+
+
+def _subject(path: str, overrides: Sequence[str], message: str = "") -> str:
+    """The command-line overrides that set ``path`` or a key inside it, as typed; else ``path`` itself.
+
+    Where ``message`` (the refusal) names some of their keys, only those: ``trainer.devices=two``, not every
+    ``trainer.*`` override of the command line.
+    """
+    given = [
+        override
+        for override in overrides
+        if (key := _split_override(override)[0]) is not None and (key == path or key.startswith(f"{path}."))
+    ]
+    named = [override for override in given if re.search(rf"\b{_last_key(override)}\b", message)]
+    return ", ".join(named or given) or path
+
+
+def _last_key(override: str) -> str:
+    return re.escape(str(_split_override(override)[0]).rsplit(".", 1)[-1])
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _call_factory(path: str, node: DictConfig, overrides: Sequence[str], argument: Any) -> Any:
+    factory = build(path, node, overrides)
+    try:
+        return factory(argument)
+    except Exception as error:  # noqa: BLE001 - whatever the target raises is reported with its config path
+        reason = _one_line(error)
+        raise ConfigError([f"{_subject(path, overrides, reason)}: {node._target_} refused it: {reason}"]) from error
+
+
+def _compose_without_values(overrides: Sequence[str]) -> DictConfig:
+    """The config composed with the command line's group choices (``model=cnn``) but none of its values."""
+    choices = [override for override in overrides if _split_override(override)[0] is None]
+    if GlobalHydra.instance().is_initialized():  # inside xent-train: its own search path and primary config
+        return compose(config_name=HydraConfig.get().job.config_name, overrides=choices)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=CONFIG_NAME, overrides=choices)
+
+
+def _raw_value(cfg: DictConfig, key: str) -> Any:
+    """The value at dotted ``key`` as written, interpolations unresolved; None where there is no such key."""
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 # ---- signatures and annotations ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Also ``python -m xent_plugin.app.train``. From Python: ``train(compose_config(["
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -26,7 +27,6 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -34,10 +34,14 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from xent_plugin.app.config import CONFIG_DIR, CONFIG_NAME, compose_config, register_configs
 from xent_plugin.app.config_validation import (
     ConfigError,
+    build,
     check_datamodule_matches,
+    check_optimizer_builds,
+    check_resumed_run_exists,
     check_strategy_fits_run_mode,
     check_train_config,
 )
+from xent_plugin.app.signals import StoppedBySignal, stop_on_signals
 from xent_plugin.integrations.mlflow.run_config import log_config, summary_line
 
 __all__ = ["EXPERIMENT_KIND_TAG", "MODEL_TRAINING", "TrainResult", "compose_config", "main", "train"]
@@ -61,26 +65,32 @@ class TrainResult:
 def train(cfg: DictConfig) -> TrainResult:
     """Check the config, build data, model, callbacks, logger and trainer from it, then fit and test."""
     choices = _chosen_options()
-    check_train_config(cfg, choices.get("model"), choices.get("data"))
+    overrides = _overrides()
+    check_train_config(cfg, choices.get("model"), choices.get("data"), overrides)
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.cpu_threads is not None:
         torch.set_num_threads(cfg.cpu_threads)
 
-    datamodule = instantiate(cfg.data.datamodule)
-    check_datamodule_matches(datamodule, cfg.data)
-    model = instantiate(cfg.model)
+    datamodule = build("data.datamodule", cfg.data.datamodule, overrides)
+    check_datamodule_matches(datamodule, cfg.data, overrides)
+    model = build("model", cfg.model, overrides)
+    check_optimizer_builds(model, cfg.model, overrides)
     # The resolved config below is the run's one record of its settings; Lightning would add a second, flat copy
     # of the model's and the datamodule's saved hyperparameters, spelled and valued differently. This is the
     # attribute that their `save_hyperparameters(logger=False)` sets.
     model._log_hyperparams = datamodule._log_hyperparams = False
-    callbacks = [instantiate(node) for node in (cfg.callbacks or {}).values() if node is not None]
-    logger = instantiate(cfg.logger, run_name=_run_name(cfg.logger.run_name))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    callbacks = [
+        build(f"callbacks.{name}", node, overrides) for name, node in (cfg.callbacks or {}).items() if node is not None
+    ]
+    logger = build("logger", cfg.logger, overrides, run_name=_run_name(cfg.logger.run_name))
+    # After the logger: for a tracking server it sets how long MLflow's requests may take, which this obeys.
+    check_resumed_run_exists(cfg.logger)
+    trainer = build("trainer", cfg.trainer, overrides, callbacks=callbacks, logger=logger)
     check_strategy_fits_run_mode(trainer, _run_mode())
 
-    _mark_experiment_as_model_training(logger)
-    log_config(logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True), _overrides())
-    with _run_marked_failed_on_error(logger):
+    with _run_closed_on_exit(logger):
+        _mark_experiment_as_model_training(logger)
+        log_config(logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True), overrides)
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         if cfg.test:
             trainer.test(model, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer))
@@ -96,12 +106,17 @@ def train(cfg: DictConfig) -> TrainResult:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        train(cfg)
+        with stop_on_signals():
+            train(cfg)
     except ConfigError as error:
-        if _run_mode() == RunMode.MULTIRUN:
-            raise  # Hydra finishes the other jobs of the sweep, then reports this one
-        print(f"xent-train: {error}", file=sys.stderr)  # Hydra's job logging goes to stdout
+        if _run_mode() == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise  # in a sweep, Hydra finishes the other jobs, then reports this one
+        for problem in error.problems:
+            print(f"xent-train: {problem}", file=sys.stderr)  # Hydra's job logging goes to stdout
         sys.exit(1)
+    except StoppedBySignal as stop:
+        print(f"xent-train: stopped by {stop.name}; exit status {stop.exit_status}.", file=sys.stderr)
+        sys.exit(stop.exit_status)
 
 
 def main() -> None:
@@ -159,10 +174,17 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 
 @contextmanager
-def _run_marked_failed_on_error(logger: MLFlowLogger) -> Iterator[None]:
-    """Lightning marks the run FAILED when fit or test raises; this covers the steps between them too."""
+def _run_closed_on_exit(logger: MLFlowLogger) -> Iterator[None]:
+    """Close the MLflow run however the block ends early: KILLED after a stopping signal, FAILED otherwise.
+
+    Lightning marks the run FAILED when fit or test raises; this also covers the steps around them.
+    """
     try:
         yield
+    except StoppedBySignal:
+        if rank_zero_only.rank == 0:
+            logger.finalize("KILLED")
+        raise
     except BaseException:
         if rank_zero_only.rank == 0:
             logger.finalize("failed")
