@@ -37,8 +37,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from xent_plugin.app.config import CONFIG_DIR, CONFIG_NAME
+from xent_plugin.app.models._task import TASKS
 
-TASKS = ("multiclass", "binary")
 INPUT_VIEWS = ("features", "image", "tokens")
 # Keys that hydra.utils.instantiate reads itself rather than passing to the target.
 INSTANTIATE_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})

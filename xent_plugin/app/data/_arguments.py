@@ -1,15 +1,7 @@
-"""Constructor-argument checks shared by the datamodules; each error names the argument, the value and the rule."""
+"""Constructor-argument checks of the datamodules that the library's (``xent_plugin.functional._validation``,
+which they use for integers) has no equivalent of; each error names the argument, the value and the rule."""
 
 from __future__ import annotations
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_int_at_least(name: str, value: object, minimum: int) -> None:
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
 def check_positive_float(name: str, value: object) -> None:

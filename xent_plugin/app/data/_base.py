@@ -7,10 +7,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from xent_plugin.app.data._arguments import check_int_at_least
 from xent_plugin.app.data._datasets import TensorDictDataset
 from xent_plugin.app.data._random import seeded_rng
 from xent_plugin.app.data._splits import check_split_fractions, split_indices
+from xent_plugin.functional._validation import check_int
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -32,9 +32,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         test_fraction: float = 0.2,
     ) -> None:
         super().__init__()
-        check_int_at_least("batch_size", batch_size, 1)
-        check_int_at_least("seed", seed, 0)
-        check_int_at_least("num_workers", num_workers, 0)
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("seed", seed, minimum=0)
+        check_int("num_workers", num_workers, minimum=0)
         check_split_fractions(val_fraction, test_fraction)
         self.batch_size = batch_size
         self.seed = seed

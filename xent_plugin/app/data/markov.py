@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from xent_plugin.app.data._arguments import check_int_at_least, check_positive_float
+from xent_plugin.app.data._arguments import check_positive_float
 from xent_plugin.app.data._base import InMemoryDataModule
 from xent_plugin.app.data._random import seeded_rng
 from xent_plugin.app.data.markov_chain import (
@@ -15,6 +15,7 @@ from xent_plugin.app.data.markov_chain import (
     sample_chains,
     stationary_distribution,
 )
+from xent_plugin.functional._validation import check_int
 
 
 class MarkovSequenceDataset(Dataset):
@@ -95,11 +96,11 @@ class MarkovDataModule(InMemoryDataModule):
         test_fraction: float = 0.2,
     ) -> None:
         super().__init__(batch_size, seed, num_workers, val_fraction, test_fraction)
-        check_int_at_least("vocab_size", vocab_size, 2)
-        check_int_at_least("seq_len", seq_len, 1)
-        check_int_at_least("n_sequences", n_sequences, 1)
+        check_int("vocab_size", vocab_size, minimum=2)
+        check_int("seq_len", seq_len, minimum=1)
+        check_int("n_sequences", n_sequences, minimum=1)
         check_positive_float("concentration", concentration)
-        check_int_at_least("min_len", min_len, 1)
+        check_int("min_len", min_len, minimum=1)
         if min_len > seq_len:
             raise ValueError(f"`min_len` must be <= `seq_len` ({seq_len}), got {min_len!r}.")
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or 0 <= ignore_index < vocab_size:

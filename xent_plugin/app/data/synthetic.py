@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xent_plugin.app.data._arguments import check_int_at_least, check_positive_float, check_unit_interval
+from xent_plugin.app.data._arguments import check_positive_float, check_unit_interval
 from xent_plugin.app.data._base import InMemoryDataModule
 from xent_plugin.app.data._random import sample_categorical, seeded_rng
 from xent_plugin.app.data.gaussian_mixture import (
@@ -14,6 +14,7 @@ from xent_plugin.app.data.gaussian_mixture import (
     noisy_label_distribution,
     random_class_means,
 )
+from xent_plugin.functional._validation import check_int
 
 
 class SyntheticDataModule(InMemoryDataModule):
@@ -57,9 +58,9 @@ class SyntheticDataModule(InMemoryDataModule):
         test_fraction: float = 0.2,
     ) -> None:
         super().__init__(batch_size, seed, num_workers, val_fraction, test_fraction)
-        check_int_at_least("n_samples", n_samples, 1)
-        check_int_at_least("num_classes", num_classes, 2)
-        check_int_at_least("num_features", num_features, 1)
+        check_int("n_samples", n_samples, minimum=1)
+        check_int("num_classes", num_classes, minimum=2)
+        check_int("num_features", num_features, minimum=1)
         check_positive_float("separation", separation)
         check_unit_interval("label_noise", label_noise)
         self.n_samples = n_samples

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from xent_plugin.app.models._task import check_task
+from xent_plugin.functional._validation import check_int
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
@@ -53,8 +54,7 @@ class XentClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         check_task(task)
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ValueError(f"`ignore_index` must be an int, got {ignore_index!r}.")
+        check_int("ignore_index", ignore_index)
         # Optimizer and scheduler factories are arbitrary callables: pickling them into the checkpoint would
         # make it unloadable with weights_only=True. The Hydra config records them instead.
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
