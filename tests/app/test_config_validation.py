@@ -1,96 +1,101 @@
-"""A `_target_` node is checked against its target's signature before anything is built."""
+"""Keys and types are checked by Hydra while composing (each bundled option extends its class's schema); the
+domain checks that remain are the model fitting the data and the strategy fitting the run mode."""
 
 from __future__ import annotations
 
 import pytest
 import pytorch_lightning as pl
+from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 
-from xent_plugin.app.config_validation import (
-    ConfigError,
-    check_strategy_fits_run_mode,
-    check_target_arguments,
-    check_train_config,
-)
+from xent_plugin.app.config import bundled_schemas, compose_config
+from xent_plugin.app.config_validation import ConfigError, check_strategy_fits_run_mode
+from xent_plugin.app.train import train
 
 
-def f_with_types(count: int, rate: float = 0.1, name: str | None = None, sizes: tuple[int, int] = (1, 2)) -> None:
-    """A target with the annotations the checks read."""
-
-
-class Base:
-    def __init__(self, depth: int = 1) -> None:
-        self.depth = depth
-
-
-class ForwardsKeywords(Base):
-    def __init__(self, width: int = 2, **kwargs) -> None:
-        super().__init__(**kwargs)
-
-
-TARGET = f"{__name__}.f_with_types"
-
-
-def test_arguments_that_match_the_signature_pass():
-    assert check_target_arguments("node", {"_target_": TARGET, "count": 3, "rate": 1, "sizes": [4, 5]}) == []
-
-
-def test_an_unknown_argument_is_named_with_the_closest_parameter():
-    problems = check_target_arguments("model.net", {"_target_": TARGET, "count": 1, "rat": 0.5})
-
-    assert problems == [f"model.net.rat: {TARGET} has no parameter 'rat'; did you mean 'rate'?."]
-
-
-def test_an_argument_of_the_wrong_type_names_the_expected_type_and_the_value():
-    problems = check_target_arguments("node", {"_target_": TARGET, "count": "three"})
-
-    assert problems == [f"node.count: {TARGET} expects int, got 'three' (str)."]
+def compose(tmp_path, *overrides: str):
+    return compose_config([*overrides, f"paths.work_dir={tmp_path}"], output_dir=tmp_path / "run")
 
 
 @pytest.mark.parametrize(
-    ("value", "accepted"), [(True, False), (2.5, False), ([1, 2], True), ([1, 2, 3], False), (["a", 2], False)]
+    ("override", "key", "schema"),
+    [
+        ("trainer.max_epoch=3", "max_epoch", "Builds_Trainer"),
+        ("model.net.input_dimx=3", "input_dimx", "Builds_MLP"),
+        ("callbacks.xent_monitor.n_bin=10", "n_bin", "Builds_XentMonitor"),
+        ("logger.tracking_url=http://x", "tracking_url", "Builds_ResilientMLFlowLogger"),
+        ("data.datamodule.batch=8", "batch", "Builds_DigitsDataModule"),
+    ],
 )
-def test_types_are_checked_as_annotated(value, accepted):
-    key = "count" if not isinstance(value, list) else "sizes"
-    problems = check_target_arguments("node", {"_target_": TARGET, "count": 1, key: value})
+def test_an_unknown_argument_of_a_bundled_option_fails_while_composing(tmp_path, override, key, schema):
+    with pytest.raises(ConfigCompositionException, match=f"Could not override '{override.split('=')[0]}'") as error:
+        compose(tmp_path, override)
 
-    assert (problems == []) is accepted
-
-
-def test_a_missing_required_argument_is_named_unless_the_node_is_partial():
-    assert check_target_arguments("node", {"_target_": TARGET}) == [
-        f"node: {TARGET} needs 'count', which the config lacks."
-    ]
-    assert check_target_arguments("node", {"_target_": TARGET, "_partial_": True}) == []
+    assert f"Key '{key}' not in '{schema}'" in str(error.value.__cause__)
 
 
-def test_keywords_a_class_forwards_to_its_base_are_checked_against_the_base():
-    target = f"{__name__}.ForwardsKeywords"
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.max_epochs=abc", "could not be converted to Integer"),
+        ("model.net.dropout=high", "could not be converted to Float"),
+        ("callbacks.xent_monitor.log_figures=maybe", "is not a valid bool"),
+        ("data.datamodule.val_fraction=tenth", "could not be converted to Float"),
+    ],
+)
+def test_an_argument_of_the_wrong_type_fails_while_composing_naming_it(tmp_path, override, expected):
+    with pytest.raises(ConfigCompositionException, match=f"Error merging override {override}") as error:
+        compose(tmp_path, override)
 
-    assert check_target_arguments("node", {"_target_": target, "depth": 3}) == []
-    assert check_target_arguments("node", {"_target_": target, "dept": 3}) == [
-        f"node.dept: {target} has no parameter 'dept'; did you mean 'depth'?."
-    ]
+    assert expected in str(error.value.__cause__)
+    assert f"full_key: {override.split('=')[0]}" in str(error.value.__cause__)
 
 
-def test_a_target_that_cannot_be_imported_is_named():
-    (problem,) = check_target_arguments("data.datamodule", {"_target_": "xent_plugin.app.data.NoSuchData"})
+def test_every_bundled_schema_holds_its_classs_whole_signature_with_its_defaults():
+    schemas = bundled_schemas()
 
-    assert problem.startswith("data.datamodule._target_: cannot import 'xent_plugin.app.data.NoSuchData'")
+    trainer = schemas["trainer"]()
+
+    assert trainer.max_epochs is None and trainer.num_sanity_val_steps is None  # Lightning's own defaults
+    assert {"accelerator", "devices", "strategy", "precision", "gradient_clip_val"} <= set(vars(trainer))
+    assert "params" not in vars(schemas["adam"]())  # the model passes its own parameters
 
 
 def test_the_optimizer_learning_rate_is_checked_before_training(tmp_path):
-    from xent_plugin.app.config import compose_config
-
-    cfg = compose_config(["model.optimizer.lr=fast", "+trainer.max_epoch=3"], output_dir=tmp_path)
-
     with pytest.raises(ConfigError) as error:
-        check_train_config(cfg)
+        train(compose(tmp_path, "model.optimizer.lr=fast"))
 
     assert error.value.problems == [
-        "model.optimizer.lr: torch.optim.Adam expects float or Tensor, got 'fast' (str).",
-        "trainer.max_epoch: pytorch_lightning.Trainer has no parameter 'max_epoch'; did you mean 'max_epochs'?.",
+        "model.optimizer.lr=fast: torch.optim.Adam refused it: '<=' not supported between instances of 'float' "
+        "and 'str'"
     ]
+
+
+def test_an_added_argument_the_target_lacks_is_refused_naming_the_override(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        train(compose(tmp_path, "+trainer.max_epoch=3"))
+
+    assert error.value.problems == [
+        "+trainer.max_epoch=3: pytorch_lightning.Trainer refused it: Trainer.__init__() got an unexpected keyword "
+        "argument 'max_epoch'"
+    ]
+
+
+def test_a_target_that_cannot_be_imported_is_named(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        train(compose(tmp_path, "data.datamodule._target_=xent_plugin.app.data.NoSuchData"))
+
+    (problem,) = error.value.problems
+    assert problem.startswith("data.task: ImportError raised while resolving interpolation: Error loading")
+    assert "xent_plugin.app.data.NoSuchData" in problem
+
+
+def test_the_class_count_and_task_of_a_fixed_dataset_come_from_its_datamodule_class(tmp_path):
+    from xent_plugin.app.data import BreastCancerDataModule
+
+    cfg = compose(tmp_path, "data=breast_cancer", "model=logreg")
+
+    assert (cfg.data.task, cfg.data.num_classes) == (BreastCancerDataModule.task, BreastCancerDataModule.num_classes)
 
 
 def test_a_strategy_that_relaunches_the_script_is_refused_in_a_sweep():

@@ -51,7 +51,9 @@ NO_LOGITS = "the validate step returned keys ['loss', 'target']; expected one of
 NAN_AT_BATCH_1 = "validate batch 1 (dataloader 0): `preds` contains NaN (logits)"
 OUT_OF_RANGE = "validate batch 0 (dataloader 0): `target` holds class index 19, outside [0, 9] for 10 classes"
 SHAPES = "`target` of shape (64,) does not match `preds` of shape (63, 10)"
-WRONG_LR = "model.optimizer.lr: torch.optim.Adam expects float or Tensor, got 'fast' (str)"
+WRONG_LR = (
+    "model.optimizer.lr=fast: torch.optim.Adam refused it: '<=' not supported between instances of 'float' and 'str'"
+)
 # digits has 1797 rows
 EMPTY_VALIDATION = "1797 rows with `val_fraction`=0 leave an empty validation split; raise `val_fraction`"
 BAD_PREDICTIONS = [
@@ -181,7 +183,7 @@ def test_api_wrong_type_for_a_target_argument_raises_config_error(work_dir):
     with pytest.raises(ConfigError) as error:
         train(compose(work_dir, "model.optimizer.lr=fast"))
 
-    assert error.value.problems == [f"{WRONG_LR}."]
+    assert error.value.problems == [WRONG_LR]
 
 
 @pytest.mark.parametrize(

@@ -1,47 +1,44 @@
 """Checks of a composed ``xent-train`` config that Hydra's schema cannot make, run before anything is built.
 
 - :func:`check_model_fits_data`: the model reads only input views (``data.inputs.*``) that the data offers.
-- :func:`check_target_arguments`: every ``_target_`` node names an importable callable, and its keys are
-  parameters of that callable with values of the annotated type, so ``model.optimizer.lr=abc`` fails at
-  start rather than at the first optimizer step.
+- :func:`check_values_that_follow_the_data`: an override does not contradict the data on a value the config
+  reads from it (``model.net.input_dim=32`` on 64 features).
+- :func:`build`: a target that refuses its arguments is reported with the overrides that set them, and
+  :func:`check_optimizer_builds` builds the optimizer once at start, so ``model.optimizer.lr=-0.1`` fails
+  there rather than after the data and trainer are set up.
+- :func:`check_resumed_run_exists`: ``logger.run_id`` names a run the tracking store has.
 - :func:`check_datamodule_matches`: after the datamodule is built, its own ``task`` and ``num_classes``
   agree with what ``data`` states (and what models were built from).
 - :func:`check_strategy_fits_run_mode`: no strategy that re-launches the script inside a Hydra sweep.
 
-Each problem is reported with its config path, what was given and what was expected; all problems found
-in one pass are raised together as one :class:`ConfigError`.
+Keys and types are not checked here: the bundled options extend structured configs of their classes, so Hydra
+refuses an unknown key or a value of the wrong type while composing (see :mod:`xent_plugin.app.config`).
+Each problem is one line that names the override (or config path), what was given and what was expected; all
+problems found in one pass are raised together as one :class:`ConfigError`.
 """
 
 from __future__ import annotations
 
-import collections.abc
-import difflib
-import inspect
 import re
-import types
-import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra import compose, initialize_config_dir
-from hydra._internal.utils import _locate
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from xent_plugin.app.config import CONFIG_DIR, CONFIG_NAME
 from xent_plugin.app.models._task import TASKS
 
 INPUT_VIEWS = ("features", "image", "tokens")
-# Keys that hydra.utils.instantiate reads itself rather than passing to the target.
-INSTANTIATE_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
 
 _INPUT_VIEW_REFERENCE = re.compile(r"\$\{data\.inputs\.(\w+)")
 _DATA_REFERENCE = re.compile(r"\$\{(data\.[\w.]+)\}")
@@ -63,19 +60,27 @@ def check_train_config(
 
     ``model_name``/``data_name`` are the chosen options and ``overrides`` the command line's, for messages.
     """
-    problems = check_data_facts(cfg.data)
-    problems += check_model_fits_data(cfg, model_name, data_name)
-    problems += check_values_that_follow_the_data(cfg, overrides, data_name)
+    # The data's facts first: everything else reads them. Then the model must fit the data before the rest can
+    # resolve (a model that reads a view the data lacks cannot).
+    problems = _resolution_problems(cfg.data) or check_data_facts(cfg.data)
+    if not problems:
+        problems += check_model_fits_data(cfg, model_name, data_name)
+        problems += check_values_that_follow_the_data(cfg, overrides, data_name)
     if cfg.cpu_threads is not None and cfg.cpu_threads < 1:
         problems.append(f"cpu_threads={cfg.cpu_threads}: expected an integer >= 1, or null for torch's default.")
     problems += check_accelerator_available(cfg.trainer)
     if not problems:
-        # Resolving needs the model to fit the data: a model that reads a missing view cannot resolve.
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        for path, node in target_nodes(resolved):
-            problems += check_target_arguments(path, node)
+        problems += _resolution_problems(cfg)
     if problems:
         raise ConfigError(problems)
+
+
+def _resolution_problems(node: DictConfig) -> list[str]:
+    try:
+        OmegaConf.to_container(node, resolve=True)
+    except InterpolationResolutionError as error:
+        return [f"{error.full_key}: {_one_line(error.msg)}"]
+    return []
 
 
 def check_data_facts(data: DictConfig) -> list[str]:
@@ -222,53 +227,6 @@ def check_optimizer_builds(model: object, model_cfg: Any, overrides: Sequence[st
         _call_factory("model.scheduler", model_cfg.scheduler, overrides, optimizer)
 
 
-def target_nodes(container: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every dict with a ``_target_`` in a resolved config container, with its dotted path."""
-    if isinstance(container, Mapping):
-        if "_target_" in container:
-            yield path, container
-        for key, value in container.items():
-            yield from target_nodes(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(container, list):
-        for index, value in enumerate(container):
-            yield from target_nodes(value, f"{path}[{index}]")
-
-
-def check_target_arguments(path: str, node: Mapping[str, Any]) -> list[str]:
-    """The node's keys against the parameters of its ``_target_``: names, required ones and annotated types."""
-    try:
-        # The lookup hydra.utils.instantiate uses (its public get_object also logs every failure).
-        target = _locate(node["_target_"])
-    except Exception as error:  # noqa: BLE001 - any import failure is reported the same way
-        reason = " ".join(str(error).split())
-        return [f"{path}._target_: cannot import {node['_target_']!r}: {reason}"]
-    if not callable(target):
-        return [f"{path}._target_: {node['_target_']!r} is not a class or function."]
-    parameters, required, accepts_any_name = _parameters(target)
-    if parameters is None:  # a builtin without a readable signature
-        return []
-    name = node["_target_"]
-    given = {key: value for key, value in node.items() if key not in INSTANTIATE_KEYS}
-    problems = []
-    for key, value in given.items():
-        if key not in parameters:
-            if not accepts_any_name:
-                problems.append(f"{path}.{key}: {name} has no parameter {key!r}{_suggestion(key, parameters)}.")
-            continue
-        hint, default = parameters[key]
-        if value is None and default is None:
-            continue
-        if not _matches(value, hint):
-            problems.append(
-                f"{path}.{key}: {name} expects {_describe(hint)}, got {_show(value)} ({type(value).__name__})."
-            )
-    if not node.get("_partial_", False) and "_args_" not in node:
-        missing = [key for key in required if key not in given]
-        if missing:
-            problems.append(f"{path}: {name} needs {', '.join(repr(key) for key in missing)}, which the config lacks.")
-    return problems
-
-
 def check_datamodule_matches(datamodule: object, data: DictConfig, overrides: Sequence[str] = ()) -> None:
     """The built datamodule's own ``task``/``num_classes`` (where it has them) agree with ``data``."""
     problems = []
@@ -368,112 +326,3 @@ def _raw_value(cfg: DictConfig, key: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-# ---- signatures and annotations ------------------------------------------------------------------------
-
-
-def _parameters(target: Any) -> tuple[dict[str, tuple[Any, Any]] | None, list[str], bool]:
-    """``target``'s parameters as ``{name: (type hint, default)}``, the required ones, and whether any name goes.
-
-    A class whose ``__init__`` takes ``**kwargs`` is taken to pass them to its base class (as
-    ``ResilientMLFlowLogger`` does to ``MLFlowLogger``), so the bases' parameters count too; only the
-    target's own required parameters are required (a subclass may fill in its base's).
-    """
-    if inspect.isclass(target):
-        functions = [vars(base)["__init__"] for base in target.__mro__ if "__init__" in vars(base)]
-    else:
-        functions = [target]
-    parameters: dict[str, tuple[Any, Any]] = {}
-    required: list[str] = []
-    for depth, function in enumerate(functions):
-        if function is object.__init__:
-            return parameters, required, True
-        try:
-            signature = inspect.signature(function)
-        except (TypeError, ValueError):
-            return (parameters or None), required, True
-        hints = _type_hints(function)
-        takes_kwargs = False
-        for parameter in list(signature.parameters.values())[1 if inspect.isclass(target) else 0 :]:
-            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                takes_kwargs = True
-            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
-                parameters.setdefault(parameter.name, (hints.get(parameter.name, Any), parameter.default))
-                if depth == 0 and parameter.default is inspect.Parameter.empty:
-                    required.append(parameter.name)
-        if not takes_kwargs:
-            return parameters, required, False
-    return parameters, required, True
-
-
-def _type_hints(function: Any) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(function)
-    except Exception:  # noqa: BLE001 - unresolvable annotations are simply not checked
-        return {}
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether a config value can be ``hint``. Types this cannot judge (any other class) accept everything."""
-    if hint is Any or isinstance(hint, typing.TypeVar):
-        return True
-    if isinstance(value, Mapping) and "_target_" in value:
-        return True  # instantiated into an object first
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        return any(_matches(value, member) for member in typing.get_args(hint))
-    if origin is Literal:
-        return value in typing.get_args(hint)
-    if hint is type(None) or hint is None:
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float or hint is torch.Tensor:  # a tensor argument given in a config is a number
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (list, tuple, collections.abc.Sequence, collections.abc.Iterable):
-        return isinstance(value, (list, tuple)) and _items_match(value, typing.get_args(hint), origin is tuple)
-    if hint in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin in (dict, collections.abc.Mapping) or hint in (dict, Mapping):
-        arguments = typing.get_args(hint)
-        return isinstance(value, Mapping) and (
-            not arguments or all(_matches(item, arguments[1]) for item in value.values())
-        )
-    return True
-
-
-def _items_match(items: list | tuple, arguments: tuple[Any, ...], fixed_length: bool) -> bool:
-    if not arguments:
-        return True
-    if fixed_length and not (len(arguments) == 2 and arguments[1] is Ellipsis):
-        return len(items) == len(arguments) and all(map(_matches, items, arguments))
-    return all(_matches(item, arguments[0]) for item in items)
-
-
-def _describe(hint: Any) -> str:
-    if hint is type(None):
-        return "None"
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        return " or ".join(_describe(member) for member in typing.get_args(hint))
-    if typing.get_origin(hint) is Literal:
-        return "one of " + ", ".join(repr(value) for value in typing.get_args(hint))
-    if typing.get_origin(hint) is None:
-        return getattr(hint, "__name__", str(hint))
-    return str(hint).replace("typing.", "")
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _suggestion(key: str, parameters: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(key, parameters, n=1)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; it takes {', '.join(sorted(parameters))}"
