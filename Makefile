@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench browser
+.PHONY: install demo test lint bench browser postgres
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,16 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "chromium not installed: browser tests will skip unless XENT_REQUIRE_BROWSER=1"; }
 
+# The PostgreSQL test starts its own cluster from Debian's postgresql; install it the same way.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null) || \
+		echo "postgresql not installed: the PostgreSQL test will skip unless XENT_REQUIRE_POSTGRES=1"; }
+
 demo: install
 	$(VENV)/bin/xent-train
 
-test: install browser
+test: install browser postgres
 	$(PY) -m pytest
 
 lint: install

@@ -1,4 +1,4 @@
-"""A real ``mlflow server`` on 127.0.0.1 for the tracking-server tests."""
+"""A real ``mlflow server`` on 127.0.0.1 for the tracking-server tests, over SQLite or a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -27,16 +27,23 @@ def _free_port() -> int:
 @pytest.fixture
 def mlflow_server(tmp_path) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend and local artifacts; yields its URL."""
-    port = _free_port()
     directory = tmp_path / "server"
     directory.mkdir()
+    yield from serve_mlflow(directory, f"sqlite:///{directory / 'server.db'}")
+
+
+def serve_mlflow(directory: Path, backend_store_uri: str) -> Iterator[str]:
+    """Run ``mlflow server`` on a free port of 127.0.0.1 over ``backend_store_uri``, artifacts under
+    ``directory``; yield its URL once it answers, stop it (its whole process group) afterwards."""
+    port = _free_port()
     log_path = directory / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-            + ["--backend-store-uri", f"sqlite:///{directory / 'server.db'}"]
+            + ["--backend-store-uri", backend_store_uri]
             + ["--artifacts-destination", str(directory / "artifacts")],
             cwd=directory,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so its workers stop with it
