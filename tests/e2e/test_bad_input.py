@@ -54,8 +54,8 @@ SHAPES = "`target` of shape (64,) does not match `preds` of shape (63, 10)"
 WRONG_LR = (
     "model.optimizer.lr=fast: torch.optim.Adam refused it: '<=' not supported between instances of 'float' and 'str'"
 )
-# digits has 1797 rows
-EMPTY_VALIDATION = "1797 rows with `val_fraction`=0 leave an empty validation split; raise `val_fraction`"
+# digits has 1797 rows; the schema types val_fraction as a float, so the override 0 arrives as 0.0
+EMPTY_VALIDATION = "1797 rows with `val_fraction`=0.0 leave an empty validation split; raise `val_fraction`"
 BAD_PREDICTIONS = [
     ("no_logits", NO_LOGITS),
     ("nan_logits", NAN_AT_BATCH_1),
