@@ -1,9 +1,11 @@
-"""How a ``xent-train`` process ends when a signal stops it.
+"""How a ``xent-train`` process ends when something outside it intervenes: a signal, or a second run beside it.
 
 Real ``xent-train`` subprocesses, all started together by one module fixture (each spends most of its time
-importing torch, Lightning and MLflow): ``SIGTERM`` mid-run, ``SIGTERM`` as ``fit`` ends, and ``SIGHUP``
-mid-run, each sent to the process by itself from a callback (a real signal, as ``kill`` or a closing terminal
-sends it), each from its own directory.
+importing torch, Lightning and MLflow):
+
+- ``SIGTERM`` mid-run, ``SIGTERM`` as ``fit`` ends, and ``SIGHUP`` mid-run, each sent to the process by itself
+  from a callback (a real signal, as ``kill`` or a closing terminal sends it), each from its own directory;
+- two plain runs started at the same moment from one empty directory.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def ended(tmp_path_factory) -> dict[str, Ended]:
         cwd = root / case
         cwd.mkdir()
         started[case] = (cwd, start_xent_train(cwd, *EPOCHS, *callback, f"+callbacks.stop.name={name}"))
+    together = root / "together"
+    together.mkdir()
+    for index in range(2):
+        started[f"together_{index}"] = (together, start_xent_train(together, *FEW_BATCHES))
     return {case: Ended(cwd, finish(process)) for case, (cwd, process) in started.items()}
 
 
@@ -78,3 +84,17 @@ def test_a_run_stopped_mid_run_keeps_the_epochs_it_completed(ended):
     )
 
     assert len(history) == 1  # epoch 0; the signal came as epoch 1 started
+
+
+def test_two_runs_started_together_in_an_empty_directory_both_finish_in_their_own_output_directories(ended):
+    results = [ended[f"together_{index}"].result for index in range(2)]
+    cwd = ended["together_0"].cwd
+
+    runs = ended["together_0"].runs()
+
+    assert [result.returncode for result in results] == [0, 0], "\n".join(map(output_tail, results))
+    assert sorted(run.info.status for run in runs) == ["FINISHED", "FINISHED"]
+    assert all("val/cross_entropy" in run.data.metrics and "test/cross_entropy" in run.data.metrics for run in runs)
+    output_dirs = sorted(path.parent for path in (cwd / "outputs").rglob(".hydra"))
+    assert len(output_dirs) == 2
+    assert all(list((directory / "checkpoints").glob("*.ckpt")) for directory in output_dirs)

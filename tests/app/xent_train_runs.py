@@ -40,12 +40,15 @@ def run_xent_train(
     return result
 
 
-def start_xent_train(cwd: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``xent-train <overrides>`` from ``cwd`` without waiting, in its own process group, with the
-    repository root on ``PYTHONPATH`` so ``+callbacks.x._target_=tests.app...`` can be imported."""
+def start_xent_train(
+    cwd: Path, *overrides: str, env: dict[str, str] | None = None, program: list[str] | None = None
+) -> subprocess.Popen:
+    """Start ``xent-train <overrides>`` (or ``program <overrides>``, as a launcher would) from ``cwd`` without
+    waiting, in its own process group, with the repository root on ``PYTHONPATH`` so
+    ``+callbacks.x._target_=tests.app...`` can be imported."""
     python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [str(XENT_TRAIN), *overrides],
+        [*(program or [str(XENT_TRAIN)]), *overrides],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": python_path, **(env or {})},
         stdout=subprocess.PIPE,
