@@ -189,10 +189,7 @@ def check_resumed_run_exists(logger: DictConfig) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from xent_plugin.integrations.mlflow.store import open_store_safely
-
     try:
-        open_store_safely(logger.tracking_uri)
         MlflowClient(logger.tracking_uri).get_run(run_id)
     except MlflowException as error:
         if error.error_code != "RESOURCE_DOES_NOT_EXIST":

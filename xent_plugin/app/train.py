@@ -43,6 +43,7 @@ from xent_plugin.app.config_validation import (
 )
 from xent_plugin.app.signals import StoppedBySignal, stop_on_signals
 from xent_plugin.integrations.mlflow.run_config import log_config, summary_line
+from xent_plugin.integrations.mlflow.store import open_store_safely
 
 __all__ = ["EXPERIMENT_KIND_TAG", "MODEL_TRAINING", "TrainResult", "compose_config", "main", "train"]
 
@@ -82,6 +83,9 @@ def train(cfg: DictConfig) -> TrainResult:
     callbacks = [
         build(f"callbacks.{name}", node, overrides) for name, node in (cfg.callbacks or {}).items() if node is not None
     ]
+    # Lightning's MLFlowLogger opens its store as it is built, so a new SQLite store must be made under the lock
+    # first: runs started together (or torchrun's nodes) would otherwise race to create its tables.
+    open_store_safely(cfg.logger.tracking_uri)
     logger = build("logger", cfg.logger, overrides, run_name=_run_name(cfg.logger.run_name))
     # After the logger: for a tracking server it sets how long MLflow's requests may take, which this obeys.
     check_resumed_run_exists(cfg.logger)
