@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -156,19 +157,28 @@ def _run_name(name: str | None) -> str | None:
 
 def _mark_experiment_as_model_training(logger: MLFlowLogger) -> None:
     """Tag the experiment as model training, unless it has a kind already: MLflow 3's UI opens an experiment
-    without the tag as a GenAI one (traces, evaluations, an assistant)."""
+    without the tag as a GenAI one (traces, evaluations, an assistant). Through the logger's outbox, when it has
+    one, so a tracking server that comes up late still gets the tag."""
     if rank_zero_only.rank != 0:
         return
+    outbox = getattr(logger, "outbox", None)
+    if outbox is not None:
+        outbox.call("the experiment's model-training tag", _tag_experiment_of_run)
+        return
     try:
-        client, experiment_id = logger.experiment, logger.experiment_id
-        if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
-            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+        _tag_experiment_of_run(logger.experiment, logger.run_id)
     except Exception as error:  # noqa: BLE001 - a tracking failure must not stop training
         warnings.warn(
             f"xent-train: could not tag the MLflow experiment as model training ({type(error).__name__}: {error}).",
             UserWarning,
             stacklevel=2,
         )
+
+
+def _tag_experiment_of_run(client: MlflowClient, run_id: str) -> None:
+    experiment_id = client.get_run(run_id).info.experiment_id
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
