@@ -71,7 +71,7 @@ class InterruptAtEpochStart(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
-            os.kill(os.getpid(), signal.SIGINT)
+            _press_ctrl_c()
 
 
 class InterruptAtEpochEnd(pl.Callback):
@@ -83,7 +83,7 @@ class InterruptAtEpochEnd(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
-            os.kill(os.getpid(), signal.SIGINT)
+            _press_ctrl_c()
 
 
 class CrashAtEpoch(pl.Callback):
@@ -95,3 +95,10 @@ class CrashAtEpoch(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"CrashAtEpoch: a deliberate crash at the start of epoch {self.epoch}")
+
+
+def _press_ctrl_c() -> None:
+    """SIGINT to this process with Python's own handler in place, as in a terminal's foreground process: a
+    process started from a background job inherits SIGINT ignored, and would then run on."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.kill(os.getpid(), signal.SIGINT)

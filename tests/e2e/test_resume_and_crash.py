@@ -62,7 +62,13 @@ class Outcomes:
 @pytest.fixture(scope="module")
 def outcomes(tracking_server, tmp_path_factory) -> Outcomes:
     cwd = tmp_path_factory.mktemp("resume")
-    common = [f"logger.tracking_uri={tracking_server.url}", f"trainer.max_epochs={EPOCHS}", *FAST]
+    common = [
+        f"logger.tracking_uri={tracking_server.url}",
+        f"trainer.max_epochs={EPOCHS}",
+        # a diagram every epoch, so that each epoch's can be checked across the resume
+        "callbacks.xent_monitor.figures_every_n_epochs=1",
+        *FAST,
+    ]
     first_legs = {
         name: start_xent_train(
             cwd, [*common, f"logger.experiment_name=e2e-resume-{name}", f"hydra.run.dir={cwd / name / 'first'}", *plug]
