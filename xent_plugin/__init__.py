@@ -1,8 +1,9 @@
 """xent_plugin: cross-entropy, KL and calibration metrics for PyTorch Lightning, logged to MLflow.
 
 Importing the package loads the metrics, which need only torch and torchmetrics. ``XentMonitor`` and
-``ResilientMLFlowLogger`` are loaded on first use (PEP 562), so a metrics user never pays for Lightning,
-MLflow or matplotlib.
+``ResilientMLFlowLogger`` are loaded on first use (PEP 562), so a metrics user never pays for Lightning, MLflow
+or Hydra. (torchmetrics itself imports matplotlib for its ``plot()`` when matplotlib is installed; this package
+adds no import of its own to that.)
 """
 
 from __future__ import annotations
