@@ -31,6 +31,8 @@ calibration, accuracy) updated together:
   ignore_index (``class_dim=-1``). Interleaved repetitions, median of per-repetition ratios to the floor.
 - Host syncs per update (``aten._local_scalar_dense``, ``nonzero``, ``masked_select``, boolean-mask indexing) of
   every metric class, with and without ``validate_args``, counted with a ``TorchDispatchMode``.
+- Every extra on (calibration estimators, a 1000-replicate bootstrap, the temperature scan and the calibration
+  test) fed from the one pass, against each extra reading the logits itself, as ratios to the default update.
 - The hidden-state path at V = 128k (``XentMetrics.update_from_hidden``) against materialising the logits and
   calling ``XentMetrics.update``: peak extra resident memory (fresh subprocess each) and time ratio.
 
@@ -73,6 +75,9 @@ HIDDEN_CASE = {"tokens": 1024, "width": 512, "vocab": 128_000}
 SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "item"}
 
 CASES = [(16384, 1000), (4096, 32000)]
+# XentMonitor with every extra on (bootstrap with its default 1000 replicates): a validation batch of a
+# 100-class model.
+EXTRAS_CASE = (16384, 100)
 TARGETS = {"eager_vs_ce": 1.5, "fused_vs_ce": 0.6, "torchmetrics_vs_fused": 5.0}
 TOKEN_CAP_MIB = 256
 VOCAB_SIZES = [1000, 4000, 16000, 32000]
@@ -248,6 +253,39 @@ def _floor_methods(floor_kernel, shape, dtype, ignore_index) -> dict[str, Callab
         "ours": lambda: ours.update(logits, target),
         "ours_eager": _our_update(eager, "off", logits, target),
     }
+
+
+# ---- every extra on: one pass against a pass per extra --------------------------------------------------------
+
+
+def bench_extras(reps: int) -> dict:
+    """XentMonitor's update with every extra on, fed from the one pass, against each extra reading the logits."""
+    from xent_plugin.integrations.lightning.metric_options import MetricOptions
+
+    options = MetricOptions(
+        calibration_estimators=True, bootstrap_replicates=1000, temperature_scan=True, calibration_test=True
+    )
+    logits, target = _batch(*EXTRAS_CASE)
+    default, one_pass, separately = XentMetrics(n_bins=15), options.xent_metrics(), options.xent_metrics()
+    fed, own = options.extras(), options.extras()
+    timings = time_ratios(
+        {
+            "default": lambda: default.update(logits, target),
+            "one_pass": lambda: one_pass.update(logits, target, extras=list(fed.values())),
+            "separately": lambda: (
+                [separately.update(logits, target)] + [e.update(logits, target) for e in own.values()]
+            ),
+            **{f"only_{name}": _one_extra_update(options, name, logits, target) for name in fed},
+        },
+        reps,
+        baseline="default",
+    )
+    return {"rows": EXTRAS_CASE[0], "classes": EXTRAS_CASE[1], "extras": sorted(fed), "timings": timings}
+
+
+def _one_extra_update(options, name: str, logits: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
+    metric, extra = options.xent_metrics(), options.extras()[name]
+    return lambda: metric.update(logits, target, extras=[extra])
 
 
 # ---- host syncs per update -----------------------------------------------------------------------------------
@@ -569,6 +607,13 @@ def print_report(report: dict) -> None:
             f"F.cross_entropy {t['cross_entropy']['ratio']:.2f}x; ours / F.cross_entropy "
             f"{row['ours_vs_cross_entropy']:.2f}  -> {'PASS' if row['pass'] else 'FAIL'}"
         )
+    e = report["extras"]
+    t = e["timings"]
+    print(
+        f"\nEvery extra on ({', '.join(e['extras'])}), {e['rows']} x {e['classes']}, time / the default set's update:"
+        f" one pass {t['one_pass']['ratio']:.2f}, a pass per extra {t['separately']['ratio']:.2f}; one extra: "
+        + ", ".join(f"{k[5:]} {v['ratio']:.2f}" for k, v in t.items() if k.startswith("only_"))
+    )
     print("\nHost syncs per update (validate_args=False / True):")
     for name, counts in report["host_syncs"].items():
         print(f"  {name}: {counts['validate_args=False']} / {counts['validate_args=True']}")
@@ -661,6 +706,8 @@ def main() -> None:
     report = {"machine": machine_description(args.threads), "threads": args.threads, "reps": reps, "cases": []}
     print("against the floor (compiled logsumexp) ...", flush=True)
     report["floor"] = bench_floor(reps)
+    print("every extra on ...", flush=True)
+    report["extras"] = bench_extras(max(3, reps // 2))
     print("host syncs per update ...", flush=True)
     report["host_syncs"] = bench_host_syncs()
     for rows, classes in CASES:

@@ -18,6 +18,7 @@ from xent_plugin.metrics import (
     AdaptiveCalibrationError,
     BootstrapIntervals,
     CalibrationEstimators,
+    CalibrationTest,
     ClasswiseCalibrationError,
     DebiasedCalibrationError,
     SmoothCalibrationError,
@@ -111,3 +112,15 @@ def test_fused_pass_makes_no_host_sync_beyond_the_checks(monkeypatch, validate_a
     syncs = _syncs_of_one_update(metric, logits, tokens)
     assert not fused._failed  # the compiled pass ran, it did not fall back to the eager one
     assert syncs == (["_local_scalar_dense"] if validate_args else [])
+
+
+@pytest.mark.parametrize("validate_args", [False, True])
+def test_xent_metrics_feeding_every_extra_makes_no_host_sync_beyond_the_checks(validate_args):
+    preds, target = estimator_batch(64, 0)
+    extras = [ESTIMATORS[name](validate_args=False) for name in ("estimators", "temperature_scan", "bootstrap")]
+    extras.append(CalibrationTest(ignore_index=-100, validate_args=False))
+    metric = XentMetrics(ignore_index=-100, validate_args=validate_args)
+    metric.update(preds, target, extras=extras)
+    with HostSyncCounter() as counter:
+        metric.update(preds, target, extras=extras)
+    assert len(counter.syncs) == (1 if validate_args else 0), counter.syncs

@@ -21,14 +21,14 @@ into different batches or chunks gives the same weights — streaming equals one
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
 from xent_plugin.functional._validation import check_int, check_n_bins, check_tensor
 from xent_plugin.functional.calibration_error import _calibration_error_compute, reliability_table
-from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, bin_index, row_statistics
+from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, RowStatistics, bin_index, row_statistics
 
 _MASK32 = (1 << 32) - 1
 _MIX = 0x45D9F3B  # 28 bits: a 32-bit value times this fits in int64, so the hash never overflows.
@@ -86,6 +86,35 @@ class BootstrapStats:
     replicate_bins: Tensor
     rows: int = 0
 
+    @staticmethod
+    def shapes(num_replicates: int, n_bins: int) -> dict[str, tuple[int, ...]]:
+        """The shape of each sum."""
+        scalar, replicates = (), (num_replicates,)
+        return {
+            "count": scalar,
+            "cross_entropy": scalar,
+            "correct": scalar,
+            "bins": (3, n_bins),
+            "replicate_count": replicates,
+            "replicate_cross_entropy": replicates,
+            "replicate_correct": replicates,
+            "replicate_bins": (num_replicates, 3, n_bins),
+        }
+
+    @classmethod
+    def zeros(cls, num_replicates: int, n_bins: int, device: torch.device | str | None = None) -> BootstrapStats:
+        shapes = cls.shapes(num_replicates, n_bins)
+        return cls(
+            **{name: torch.zeros(shape, dtype=ACCUMULATE_DTYPE, device=device) for name, shape in shapes.items()}
+        )
+
+    def add_(self, other: BootstrapStats) -> BootstrapStats:
+        for f in fields(self):
+            if f.name != "rows":
+                getattr(self, f.name).add_(getattr(other, f.name))
+        self.rows += other.rows
+        return self
+
 
 def bootstrap_stats(
     preds: Tensor,
@@ -111,12 +140,7 @@ def bootstrap_stats(
         check_num_replicates(num_replicates)
         check_int("seed", seed)
     device = preds.device
-    # Columns: count, cross-entropy, correct, then the reliability histogram's three rows of n_bins.
-    width = 3 + 3 * n_bins
-    plain = torch.zeros(width, dtype=ACCUMULATE_DTYPE, device=device)
-    replicated = torch.zeros(num_replicates, width, dtype=ACCUMULATE_DTYPE, device=device)
-    row = first_row
-    block = max(1, _WEIGHT_BLOCK // num_replicates)
+    total = BootstrapStats.zeros(num_replicates, n_bins, device)
     for chunk in row_statistics(
         preds,
         target,
@@ -125,13 +149,52 @@ def bootstrap_stats(
         ignore_index=ignore_index,
         validate_args=validate_args,
     ):
-        for start in range(0, chunk.cross_entropy.shape[0], block):
-            rows = _row_values(chunk, slice(start, start + block), n_bins)
-            numbers = torch.arange(row, row + rows.shape[0], dtype=torch.int64, device=device)
-            weights = poisson_weights(numbers, num_replicates, seed, stream)
-            plain += rows.sum(dim=0)
-            replicated += weights @ rows
-            row += rows.shape[0]
+        total.add_(
+            bootstrap_row_stats(
+                chunk,
+                num_replicates=num_replicates,
+                n_bins=n_bins,
+                seed=seed,
+                stream=stream,
+                first_row=first_row + total.rows,
+            )
+        )
+    return total
+
+
+def bootstrap_row_stats(
+    rows: RowStatistics,
+    *,
+    num_replicates: int = 1000,
+    n_bins: int = 15,
+    seed: int = 0,
+    stream: int = 0,
+    first_row: int = 0,
+) -> BootstrapStats:
+    """:func:`bootstrap_stats` of per-row statistics already computed (by another pass over the same logits).
+
+    Example:
+        >>> from xent_plugin.functional.softmax_stats import row_statistics
+        >>> logits, labels = torch.randn(100, 4), torch.randint(0, 4, (100,))
+        >>> (rows,) = row_statistics(logits, labels)
+        >>> from_rows = bootstrap_row_stats(rows, num_replicates=8)
+        >>> torch.equal(from_rows.replicate_bins, bootstrap_stats(logits, labels, num_replicates=8).replicate_bins)
+        True
+    """
+    device = rows.cross_entropy.device
+    # Columns: count, cross-entropy, correct, then the reliability histogram's three rows of n_bins.
+    width = 3 + 3 * n_bins
+    plain = torch.zeros(width, dtype=ACCUMULATE_DTYPE, device=device)
+    replicated = torch.zeros(num_replicates, width, dtype=ACCUMULATE_DTYPE, device=device)
+    row = first_row
+    block = max(1, _WEIGHT_BLOCK // num_replicates)
+    for start in range(0, rows.cross_entropy.shape[0], block):
+        values = _row_values(rows, slice(start, start + block), n_bins)
+        numbers = torch.arange(row, row + values.shape[0], dtype=torch.int64, device=device)
+        weights = poisson_weights(numbers, num_replicates, seed, stream)
+        plain += values.sum(dim=0)
+        replicated += weights @ values
+        row += values.shape[0]
     return BootstrapStats(
         count=plain[0],
         cross_entropy=plain[1],
@@ -145,7 +208,7 @@ def bootstrap_stats(
     )
 
 
-def _row_values(chunk, rows: slice, n_bins: int) -> Tensor:
+def _row_values(chunk: RowStatistics, rows: slice, n_bins: int) -> Tensor:
     """(R, 3 + 3 n_bins) per-row contributions: counted, cross-entropy, correct, and the one-hot histogram."""
     cross_entropy, confidence, correct = chunk.cross_entropy[rows], chunk.confidence[rows], chunk.correct[rows]
     counted = torch.ones_like(cross_entropy, dtype=torch.bool) if chunk.counted is None else chunk.counted[rows]

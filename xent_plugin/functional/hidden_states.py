@@ -22,6 +22,8 @@ The same code runs on CUDA; the blocks' matrix products dominate there as here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -55,6 +57,7 @@ def hidden_state_stats(
     n_bins: int | None = None,
     max_logits: int = MAX_LOGITS,
     validate_args: bool = True,
+    on_rows: Callable[[RowStatistics], None] | None = None,
 ) -> SufficientStats:
     """Float64 sums of the whole set for the logits ``hidden @ head_weight.T + head_bias``, never materialised.
 
@@ -68,6 +71,8 @@ def hidden_state_stats(
         n_bins: when given, also the top-label reliability histogram with this many equal-width bins.
         max_logits: the most logits held at once (a block of tokens times a block of the vocabulary).
         validate_args: check shapes, targets and the logits' row maxima (one read-back per call).
+        on_rows: called with each block of tokens' per-row statistics, as in
+            :func:`~xent_plugin.functional.softmax_stats.sufficient_stats`.
 
     Example:
         >>> hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -102,7 +107,10 @@ def hidden_state_stats(
             )
             row_maxima.append(running.row_max)
             block_counted = None if counted is None else counted[rows]
-            totals.add_(_sum_rows(running.finish(label_smoothing, vocab, block_counted), n_bins))
+            block_rows = running.finish(label_smoothing, vocab, block_counted)
+            totals.add_(_sum_rows(block_rows, n_bins))
+            if on_rows is not None:
+                on_rows(block_rows)
     if checks is not None:
         row_max = torch.cat(row_maxima) if row_maxima else hidden.new_zeros(0, dtype=dtype)
         defer_score_rows(checks, "logits", row_max, "logits", counted=counted)

@@ -30,7 +30,7 @@ stream. With validation, the checks on the data are queued as device-side verdic
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -68,6 +68,14 @@ ACCUMULATE_DTYPE = torch.float64
 ROWS_PER_SUM = 1 << 16
 
 MIN_CHUNK_ELEMENTS = 1 << 16
+
+ChunkReducer = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+"""``reducer(shifted, target_score, counted)``: a float64 sum over one chunk's rows that needs their every class.
+
+``shifted`` is the chunk's scores minus each row's maximum, (R, C) in the compute dtype, with -inf for masked
+classes; ``target_score`` the target's entry of it (:math:`\\sum_c p_c s_c` for a distribution); ``counted`` None
+or the mask of rows that count. A reducer must not write to ``shifted``. The temperature scan is one.
+"""
 
 
 @dataclass
@@ -145,6 +153,8 @@ def sufficient_stats(
     n_bins: int | None = None,
     validate_args: bool = True,
     fused: bool | None = None,
+    chunk_reducers: Sequence[ChunkReducer] = (),
+    on_rows: Callable[[RowStatistics], None] | None = None,
 ) -> SufficientStats:
     """Reduce one batch to float64 sums in one pass over ``preds``; the sums carry no gradient.
 
@@ -163,6 +173,12 @@ def sufficient_stats(
         fused: use the compiled pass of :mod:`~xent_plugin.functional.fused` for hard targets without a
             reference: True always, False never, None (default) for batches of at least
             ``fused.AUTO_MIN_ELEMENTS`` scores. It falls back to the eager pass by itself.
+        chunk_reducers: functions of a chunk's whole rows, run while the chunk is in cache (see
+            :data:`ChunkReducer`); their sums arrive in ``RowStatistics.chunk_sums``, in this order. They run on
+            the eager pass's chunks, so a batch with reducers never takes the fused pass.
+        on_rows: called with the per-row statistics, a batch of rows at a time and in row order, so that
+            estimators that weight or histogram rows (a bootstrap, a calibration test) share this pass. The
+            batch's checks run after the last chunk: a caller keeps nothing from ``on_rows`` until this returns.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, float("-inf")]])
@@ -179,7 +195,10 @@ def sufficient_stats(
     workers = chunk_workers(preds)
 
     def add_pending() -> None:
-        totals.add_(_sum_rows(_concatenate_rows(pending), n_bins))
+        rows = _concatenate_rows(pending)
+        totals.add_(_sum_rows(rows, n_bins))
+        if on_rows is not None:
+            on_rows(rows)
 
     for rows in row_statistics(
         preds,
@@ -191,6 +210,7 @@ def sufficient_stats(
         label_smoothing=label_smoothing,
         validate_args=validate_args,
         fused=fused,
+        chunk_reducers=chunk_reducers,
     ):
         pending.append(rows)
         pending_rows += rows.cross_entropy.numel()
@@ -213,6 +233,7 @@ def row_statistics(
     label_smoothing: float = 0.0,
     validate_args: bool = True,
     fused: bool | None = None,
+    chunk_reducers: Sequence[ChunkReducer] = (),
 ) -> Iterator[RowStatistics]:
     """The per-row statistics of :func:`sufficient_stats`, one cache-sized chunk of rows at a time.
 
@@ -243,7 +264,9 @@ def row_statistics(
         check_floating("reference", reference)
         if not is_soft_target(preds, reference, class_dim, name="reference"):
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
-    use_fused = fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
+    # Chunk reducers run on the eager pass's cache-sized chunks: the compiled pass streams chunks far larger than a
+    # cache, and the reducers would read them from memory a second time.
+    use_fused = not chunk_reducers and fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
     workers = 1 if use_fused else chunk_workers(preds)  # the compiled kernel threads itself and holds the GIL
     eager_elements = _eager_chunk_elements(preds, class_dim, input_format, chunk_workers(preds))
     chunk_elements = (
@@ -283,6 +306,7 @@ def row_statistics(
             input_dtype=preds.dtype,
             raw_probs=scores if checks is not None and input_format == "probs" else None,
             workspace=workspaces.setdefault(threading.get_ident(), _Workspace()),
+            chunk_reducers=chunk_reducers,
         )
 
     chunks = row_chunks(preds, [target, reference], class_dim, chunk_elements)
@@ -323,6 +347,7 @@ class RowStatistics:
     reference_cross_entropy: Tensor | None
     reference_entropy: Tensor | None
     kl: Tensor | None
+    chunk_sums: tuple[Tensor, ...] = ()
 
 
 def _fused_row_statistics(
@@ -377,6 +402,7 @@ def _row_statistics(
     input_dtype: torch.dtype,
     raw_probs: Tensor | None = None,
     workspace: _Workspace | None = None,
+    chunk_reducers: Sequence[ChunkReducer] = (),
 ) -> RowStatistics:
     """The per-row terms of one (rows, C) chunk; ``raw_probs`` is the chunk as given, to validate "probs" input."""
     workspace = _Workspace() if workspace is None else workspace
@@ -409,8 +435,9 @@ def _row_statistics(
         correct = (prediction == safe_target).to(scores.dtype)
     else:
         target_probs = _checked_probabilities(target, "target", checks, scores.dtype)
+        target_shifted = _masked_dot(target_probs, shifted)
         # log S times the row's mass, not log S alone: accepted rows may sum to 1 only within rounding.
-        cross_entropy = log_partition * target_probs.sum(dim=1) - _masked_dot(target_probs, shifted)
+        cross_entropy = log_partition * target_probs.sum(dim=1) - target_shifted
         target_prob_dot = _row_dot(target_probs, exp_shifted) / partition
         target_square = _row_dot(target_probs, target_probs)
         correct = target_probs.gather(1, prediction[:, None]).squeeze(1)
@@ -434,6 +461,8 @@ def _row_statistics(
         # the clamp only removes rounding below the bound KL >= 0.
         kl = torch.where(positive, reference_probs * (log_reference - log_q), 0.0).sum(dim=1).clamp_min(0)
 
+    chunk_sums = tuple(reducer(shifted, target_shifted, counted) for reducer in chunk_reducers)
+
     # Last: this overwrites `shifted`.
     # A masked class has s = -inf and e^s = 0, and 0 * -inf is NaN; clamped to the most negative finite value it
     # adds 0 (one more in-place sweep, where finding the NaN rows to redo them would read a verdict back).
@@ -452,6 +481,7 @@ def _row_statistics(
         reference_cross_entropy=reference_cross_entropy,
         reference_entropy=reference_entropy,
         kl=kl,
+        chunk_sums=chunk_sums,
     )
 
 
@@ -493,7 +523,10 @@ def _concatenate_rows(chunks: list[RowStatistics]) -> RowStatistics:
     columns = {}
     for f in fields(RowStatistics):
         values = [getattr(chunk, f.name) for chunk in chunks]
-        columns[f.name] = None if values[0] is None else torch.cat(values)
+        if f.name == "chunk_sums":
+            columns[f.name] = tuple(sum(sums[1:], sums[0]) for sums in zip(*values, strict=True))
+        else:
+            columns[f.name] = None if values[0] is None else torch.cat(values)
     return RowStatistics(**columns)
 
 
@@ -508,10 +541,6 @@ def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
         return list(stacked.sum(dim=1, dtype=ACCUMULATE_DTYPE).unbind())
 
     weight = None if rows.counted is None else rows.counted.to(rows.cross_entropy.dtype)
-    confidence = rows.confidence
-    if rows.counted is not None:
-        # An ignored row may be NaN or all -inf (as F.cross_entropy allows): NaN * 0 would reach the histogram.
-        confidence = torch.where(rows.counted, confidence, 0.0)
     count = (
         torch.full((), rows.cross_entropy.numel(), dtype=ACCUMULATE_DTYPE, device=device)
         if weight is None
@@ -535,8 +564,17 @@ def _sum_rows(rows: RowStatistics, n_bins: int | None) -> SufficientStats:
         reference_cross_entropy=reference_cross_entropy,
         reference_entropy=reference_entropy,
         kl=kl,
-        bins=None if n_bins is None else reliability_bins(confidence, rows.correct, n_bins, weight),
+        bins=None if n_bins is None else rows_reliability_bins(rows, n_bins),
     )
+
+
+def rows_reliability_bins(rows: RowStatistics, n_bins: int) -> Tensor:
+    """:func:`reliability_bins` of the rows that count."""
+    if rows.counted is None:
+        return reliability_bins(rows.confidence, rows.correct, n_bins)
+    # An ignored row may be NaN or all -inf (as F.cross_entropy allows): NaN * 0 would reach the histogram.
+    confidence = torch.where(rows.counted, rows.confidence, 0.0)
+    return reliability_bins(confidence, rows.correct, n_bins, rows.counted.to(rows.confidence.dtype))
 
 
 def bin_index(confidence: Tensor, n_bins: int) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from xent_plugin.functional.sigmoid_stats import BinaryStats
-from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, SufficientStats
+from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, ChunkReducer, SufficientStats
 
 
 class SummedStateMetric(Metric):
@@ -39,9 +39,12 @@ class SummedStateMetric(Metric):
     is_differentiable = False
     higher_is_better = False
     stat_names: tuple[str, ...] = ()
+    # What a metric with ``update_from_rows`` needs of each chunk's whole rows besides the per-row statistics.
+    chunk_reducer: ChunkReducer | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._wrap_other_updates()
         self._digested_options: tuple | None = None
         self.add_state(OPTIONS_STATE, default=torch.zeros(16, dtype=ACCUMULATE_DTYPE), dist_reduce_fx="max")
         self._persistent[OPTIONS_STATE] = False
@@ -74,8 +77,17 @@ class SummedStateMetric(Metric):
         setattr(self, OPTIONS_STATE, state.clone())
         self._digested_options = options
 
+    def _wrap_other_updates(self) -> None:
+        for name in _OTHER_UPDATES:
+            if hasattr(type(self), name):  # counted as updates, so that compute() does not warn it was never updated
+                setattr(self, name, self._wrap_update(getattr(type(self), name).__get__(self)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in super().__getstate__().items() if name not in _OTHER_UPDATES}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._wrap_other_updates()
         # torch.multiprocessing rebuilds CPU tensors on shared memory; copies make them this process's own.
         for name in self._defaults:
             self._defaults[name] = self._defaults[name].clone()
@@ -137,6 +149,8 @@ class SummedStateMetric(Metric):
 
 
 OPTIONS_STATE = "options_digest"
+# Ways to add a batch besides ``update``: from per-row statistics (XentMetrics' extras) or from hidden states.
+_OTHER_UPDATES = ("update_from_rows", "update_from_hidden")
 
 
 def sum_state_names(metric: Metric) -> list[str]:

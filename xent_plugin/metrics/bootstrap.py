@@ -21,10 +21,12 @@ from xent_plugin.functional.bootstrap import (
     BootstrapStats,
     _bootstrap_intervals_compute,
     bootstrap_reliability_table,
+    bootstrap_row_stats,
     bootstrap_stats,
     check_confidence_level,
     check_num_replicates,
 )
+from xent_plugin.functional.softmax_stats import RowStatistics
 from xent_plugin.metrics.base import SummedStateMetric
 
 _SUMS = tuple(f.name for f in fields(BootstrapStats) if f.name != "rows")
@@ -101,15 +103,8 @@ class BootstrapIntervals(SummedStateMetric):
         self.ignore_index = ignore_index
         self.validate_args = validate_args
         self.rows_seen = 0
-        shapes = {
-            "bins": (3, n_bins),
-            "replicate_count": (num_replicates,),
-            "replicate_cross_entropy": (num_replicates,),
-            "replicate_correct": (num_replicates,),
-            "replicate_bins": (num_replicates, 3, n_bins),
-        }
-        for name in _SUMS:
-            self.add_sum_state(name, shapes.get(name, ()))
+        for name, shape in BootstrapStats.shapes(num_replicates, n_bins).items():
+            self.add_sum_state(name, shape)
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         stats = bootstrap_stats(
@@ -125,6 +120,22 @@ class BootstrapIntervals(SummedStateMetric):
             ignore_index=self.ignore_index,
             validate_args=self.validate_args,
         )
+        self._add(stats)
+
+    def update_from_rows(self, rows: RowStatistics) -> None:
+        """Update from per-row statistics of another pass over the batch (XentMetrics' ``extras``)."""
+        self._add(
+            bootstrap_row_stats(
+                rows,
+                num_replicates=self.num_replicates,
+                n_bins=self.n_bins,
+                seed=self.seed,
+                stream=_rank(),
+                first_row=self.rows_seen,
+            )
+        )
+
+    def _add(self, stats: BootstrapStats) -> None:
         self.rows_seen += stats.rows
         for name in _SUMS:
             getattr(self, name).add_(getattr(stats, name))

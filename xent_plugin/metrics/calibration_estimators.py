@@ -35,6 +35,7 @@ from xent_plugin.functional.smooth_calibration_error import (
     _smooth_calibration_error_compute,
     smooth_reliability_curve,
 )
+from xent_plugin.functional.softmax_stats import RowStatistics, rows_reliability_bins
 from xent_plugin.metrics.base import SummedStateMetric
 from xent_plugin.metrics.task_metric import TaskMetric
 
@@ -88,6 +89,15 @@ class ConfidenceHistogramMetric(TaskMetric):
             calibration_mode=self.calibration_mode,
             validate_args=self.validate_args,
         )
+
+    def update_from_rows(self, rows: RowStatistics) -> None:
+        """Update from per-row statistics of another multiclass pass over the batch (XentMetrics' ``extras``)."""
+        if self.task != "multiclass" or self.calibration_mode != "top_label":
+            raise ValueError(
+                "`update_from_rows` takes the top-label rows of a softmax pass: it needs task='multiclass' and "
+                f"calibration_mode='top_label', got task={self.task!r}, calibration_mode={self.calibration_mode!r}."
+            )
+        self.histogram += rows_reliability_bins(rows, self.n_cells)
 
     def _average(self, per_label: Tensor) -> Tensor:
         return _calibration_error_average(per_label, self.average)

@@ -11,7 +11,9 @@ from xent_plugin.functional.calibration_test import (
     _calibration_test_compute,
     calibration_residual_bins,
     check_min_variance,
+    residual_bins,
 )
+from xent_plugin.functional.softmax_stats import RowStatistics
 from xent_plugin.metrics.base import SummedStateMetric
 
 
@@ -92,6 +94,10 @@ class CalibrationTest(SummedStateMetric):
             ignore_index=self.ignore_index,
             validate_args=self.validate_args,
         )
+
+    def update_from_rows(self, rows: RowStatistics) -> None:
+        """Update from per-row statistics of another pass over the batch (XentMetrics' ``extras``)."""
+        self.residual_bins += residual_bins(rows.confidence, rows.correct, self.n_bins, rows.counted)
 
     def compute(self) -> dict[str, Tensor]:
         return _calibration_test_compute(self.residual_bins, self.confidence_level, self.min_variance)

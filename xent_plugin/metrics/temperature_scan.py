@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from xent_plugin.functional._validation import (
@@ -12,12 +13,13 @@ from xent_plugin.functional._validation import (
     check_ignore_index,
     check_tensor,
 )
-from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE
+from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, RowStatistics
 from xent_plugin.functional.temperature_scan import (
     DERIVATIVES,
     _temperature_scan_compute,
     check_temperatures,
     default_temperatures,
+    temperature_chunk_sums,
     temperature_sums,
 )
 from xent_plugin.metrics.base import SummedStateMetric
@@ -99,6 +101,23 @@ class TemperatureScan(SummedStateMetric):
         self.count += count
         self.sums += sums
         self.cross_entropy += cross_entropy
+
+    def chunk_reducer(self, shifted: Tensor, target_score: Tensor, counted: Tensor | None) -> Tensor:
+        """The (G, 5) sums and the T = 1 NLL of one chunk, packed into one vector (a ``ChunkReducer``)."""
+        sums, cross_entropy = temperature_chunk_sums(shifted, target_score, counted, self.temperatures)
+        return torch.cat([sums.reshape(-1), cross_entropy.reshape(1)])
+
+    def update_from_rows(self, rows: RowStatistics) -> None:
+        """Update from a pass that ran :meth:`chunk_reducer` on its chunks (XentMetrics' ``extras``)."""
+        if len(rows.chunk_sums) != 1:
+            raise ValueError(
+                f"TemperatureScan.update_from_rows needs the rows' sums of its own `chunk_reducer` (one), got "
+                f"{len(rows.chunk_sums)}; pass it in the pass's `chunk_reducers`."
+            )
+        packed = rows.chunk_sums[0]
+        self.count += rows.cross_entropy.numel() if rows.counted is None else rows.counted.sum()
+        self.sums += packed[:-1].view_as(self.sums)
+        self.cross_entropy += packed[-1]
 
     def compute(self) -> dict[str, Tensor]:
         return _temperature_scan_compute(self.temperatures, self.count, self.sums, self.cross_entropy)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import itertools
+from collections.abc import Sequence
+from dataclasses import fields, replace
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
 from xent_plugin.functional._reduction import mean_or_nan
 from xent_plugin.functional._validation import check_label_smoothing
 from xent_plugin.functional.calibration_error import _calibration_error_compute, reliability_table
 from xent_plugin.functional.hidden_states import MAX_LOGITS, hidden_state_stats
-from xent_plugin.functional.softmax_stats import SufficientStats, sufficient_stats
+from xent_plugin.functional.softmax_stats import RowStatistics, SufficientStats, sufficient_stats
 from xent_plugin.metrics.task_metric import TaskMetric
 
 _SCALAR_STATS = tuple(f.name for f in fields(SufficientStats) if f.name != "bins")
@@ -61,12 +64,34 @@ class XentMetrics(TaskMetric):
             self.add_sum_state(name)
         self.add_sum_state("bins", self.bins_shape)
 
-    def update(self, preds: Tensor, target: Tensor, reference: Tensor | None = None) -> None:
+    def update(
+        self, preds: Tensor, target: Tensor, reference: Tensor | None = None, *, extras: Sequence[Metric] = ()
+    ) -> None:
+        """Add a batch; ``extras`` are metrics that this pass feeds from its per-row statistics.
+
+        An extra (:class:`~xent_plugin.metrics.CalibrationEstimators`, :class:`~xent_plugin.metrics.CalibrationTest`,
+        :class:`~xent_plugin.metrics.BootstrapIntervals`, :class:`~xent_plugin.metrics.TemperatureScan`) then reads
+        no logits of its own: every row's confidence, correctness and cross-entropy come from this pass, and the
+        temperature scan's sums from the same cache-resident chunks. Its input options must match this metric's.
+        For binary and multilabel tasks the extras read the batch themselves (one score per label).
+
+        Example:
+            >>> from xent_plugin.metrics import CalibrationTest, TemperatureScan
+            >>> metrics, test, scan = XentMetrics(), CalibrationTest(), TemperatureScan()
+            >>> logits, labels = torch.randn(64, 5), torch.randint(0, 5, (64,))
+            >>> metrics.update(logits, labels, extras=[test, scan])
+            >>> bool(torch.isclose(scan.compute()["nll"], metrics.compute()["cross_entropy"]))
+            True
+        """
         if self.task != "multiclass":
             if reference is not None:
                 raise ValueError(f"`reference` is supported for task='multiclass' only, not {self.task!r}.")
             self.add_stats(self.batch_stats(preds, target))
+            for extra in extras:
+                extra.update(preds, target)
             return
+        self._check_extras(extras)
+        batches: list[RowStatistics] = []
         self.add_stats(
             sufficient_stats(
                 preds,
@@ -78,8 +103,11 @@ class XentMetrics(TaskMetric):
                 label_smoothing=self.label_smoothing,
                 n_bins=self.n_bins,
                 validate_args=self.validate_args,
+                chunk_reducers=[extra.chunk_reducer for extra in extras if extra.chunk_reducer is not None],
+                on_rows=batches.append if extras else None,
             )
         )
+        _feed(extras, batches)  # only now: the batch's checks have passed
 
     def update_from_hidden(
         self,
@@ -88,11 +116,15 @@ class XentMetrics(TaskMetric):
         target: Tensor,
         head_bias: Tensor | None = None,
         max_logits: int = MAX_LOGITS,
+        *,
+        extras: Sequence[Metric] = (),
     ) -> None:
         """Update from final hidden states and the output head, holding at most ``max_logits`` logits at once.
 
         The same states as ``update(hidden @ head_weight.T + head_bias, target)`` with ``class_dim=-1``, from
-        :func:`~xent_plugin.functional.hidden_states.hidden_state_stats` (multiclass logits only).
+        :func:`~xent_plugin.functional.hidden_states.hidden_state_stats` (multiclass logits only). ``extras`` as in
+        :meth:`update`, except those that need whole rows of logits (the temperature scan): the vocabulary
+        arrives in blocks here.
 
         Example:
             >>> metrics = XentMetrics()
@@ -106,6 +138,11 @@ class XentMetrics(TaskMetric):
                 "`update_from_hidden` needs task='multiclass' and input_format='logits', "
                 f"got task={self.task!r}, input_format={self.input_format!r}."
             )
+        self._check_extras(extras)
+        whole_rows = [type(extra).__name__ for extra in extras if extra.chunk_reducer is not None]
+        if whole_rows:
+            raise ValueError(f"{whole_rows} need whole rows of logits, which `update_from_hidden` never holds.")
+        batches: list[RowStatistics] = []
         self.add_stats(
             hidden_state_stats(
                 hidden,
@@ -117,8 +154,21 @@ class XentMetrics(TaskMetric):
                 n_bins=self.n_bins,
                 max_logits=max_logits,
                 validate_args=self.validate_args,
+                on_rows=batches.append if extras else None,
             )
         )
+        _feed(extras, batches)
+
+    def _check_extras(self, extras: Sequence[Metric]) -> None:
+        for extra in extras:
+            if not hasattr(extra, "update_from_rows"):
+                raise TypeError(f"`extras` takes metrics with `update_from_rows`, got {type(extra).__name__}.")
+            for option in ("input_format", "class_dim", "ignore_index"):
+                if getattr(extra, option) != getattr(self, option):
+                    raise ValueError(
+                        f"extra {type(extra).__name__} has {option}={getattr(extra, option)!r} but this XentMetrics "
+                        f"has {option}={getattr(self, option)!r}; an extra takes this metric's rows."
+                    )
 
     def add_stats(self, stats) -> None:
         for name in self.stat_names:
@@ -155,6 +205,16 @@ class XentMetrics(TaskMetric):
     def state_bytes(self) -> int:
         """Bytes held by the metric's state; the same for ten samples as for ten million."""
         return sum(getattr(self, name).numel() * 8 for name in self.sum_state_names)
+
+
+def _feed(extras: Sequence[Metric], batches: list[RowStatistics]) -> None:
+    """Give each extra every batch of rows, with only its own chunk reducer's sums."""
+    reducer_index = itertools.count()
+    positions = [None if extra.chunk_reducer is None else next(reducer_index) for extra in extras]
+    for rows in batches:
+        for extra, position in zip(extras, positions, strict=True):
+            own_sums = () if position is None else (rows.chunk_sums[position],)
+            extra.update_from_rows(replace(rows, chunk_sums=own_sums))
 
 
 __all__ = ["XentMetrics", "torch"]

@@ -215,9 +215,15 @@ def test_bad_options_are_rejected_with_their_name():
         XentMonitor(progress_bar="ece")
 
 
-def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger):
+def test_opt_in_estimators_are_logged_with_their_figures(mlflow_logger, monkeypatch):
     from xent_plugin.functional import adaptive_calibration_error, calibration_test, temperature_scan
+    from xent_plugin.metrics import BootstrapIntervals, CalibrationEstimators, CalibrationTest, TemperatureScan
 
+    def reads_the_logits_again(self, preds, target):
+        raise AssertionError(f"{type(self).__name__} read the logits itself instead of the monitor's pass")
+
+    for extra in (BootstrapIntervals, CalibrationEstimators, CalibrationTest, TemperatureScan):
+        monkeypatch.setattr(extra, "update", reads_the_logits_again)
     model = TinyClassifier()
     monitor = XentMonitor(
         calibration_estimators=True, bootstrap_replicates=20, temperature_scan=True, calibration_test=True
@@ -311,6 +317,8 @@ def test_float64_reference_beside_float32_logits_is_monitored(mlflow_logger):
 
 
 def test_a_step_returning_hidden_states_and_the_head_is_monitored_without_logits(mlflow_logger):
+    from xent_plugin.functional import calibration_test
+
     class HiddenStateModel(pl.LightningModule):
         def __init__(self):
             super().__init__()
@@ -336,11 +344,15 @@ def test_a_step_returning_hidden_states_and_the_head_is_monitored_without_logits
     target[:, 4:] = -100
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(tokens, target), batch_size=4)
     model = HiddenStateModel()
-    _fit(model, mlflow_logger, XentMonitor(class_dim=-1, ignore_index=-100), loader, loader, max_epochs=1)
+    monitor = XentMonitor(class_dim=-1, ignore_index=-100, calibration_test=True)
+    _fit(model, mlflow_logger, monitor, loader, loader, max_epochs=1)
     logits, target = concat(model.returned, "logits"), concat(model.returned, "target")
+    test = calibration_test(logits, target, class_dim=-1, ignore_index=-100)
     expected = {
         "val/cross_entropy": cross_entropy(logits, target, class_dim=-1, ignore_index=-100),
         "val/ece": calibration_error(logits, target, class_dim=-1, ignore_index=-100),
+        "val/calibration_l2": test["l2"],
+        "val/calibration_p_value": test["p_value"],
     }
     for key, value in expected.items():
         assert metric_history(mlflow_logger, key)[0][1] == pytest.approx(value.item(), rel=1e-6, abs=1e-9), key

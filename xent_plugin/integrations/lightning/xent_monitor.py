@@ -312,12 +312,12 @@ class XentMonitor(Callback):
         if predictions.head_weight is not None:
             self._update_from_hidden(stage, metric, predictions)
             return
-        metric.input_format = predictions.input_format
+        extras = list(self.extras[stage].values())
+        for each in (metric, *extras):
+            each.input_format = predictions.input_format
         try:
-            metric.update(predictions.preds, predictions.target, reference=predictions.reference)
-            for extra in self.extras[stage].values():
-                extra.input_format = predictions.input_format
-                extra.update(predictions.preds, predictions.target)
+            # One pass over the logits: the extras are fed from its per-row statistics.
+            metric.update(predictions.preds, predictions.target, reference=predictions.reference, extras=extras)
         except ValueError as error:
             where = f"{stage} batch {batch_idx} (dataloader {dataloader_idx})"
             if self.nan_policy == "warn" and _has_nan_or_posinf(predictions):
@@ -327,13 +327,17 @@ class XentMonitor(Callback):
             raise ValueError(f"XentMonitor: {where}: {error}") from error
 
     def _update_from_hidden(self, stage: str, metric: XentMetrics, predictions: Predictions) -> None:
-        if self.extras[stage]:
+        if "temperature_scan" in self.extras[stage]:
             raise ValueError(
-                f"XentMonitor: the {stage} step returned hidden states, which feed the default set only; "
-                f"turn off {sorted(self.extras[stage])} or return logits."
+                f"XentMonitor: the {stage} step returned hidden states, whose logits are never held whole, which "
+                "the temperature scan needs; turn off `temperature_scan` or return logits."
             )
-        metric.input_format = "logits"
-        metric.update_from_hidden(predictions.preds, predictions.head_weight, predictions.target, predictions.head_bias)
+        extras = list(self.extras[stage].values())
+        for each in (metric, *extras):
+            each.input_format = "logits"
+        metric.update_from_hidden(
+            predictions.preds, predictions.head_weight, predictions.target, predictions.head_bias, extras=extras
+        )
 
     def _end_epoch(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metric, extras = self.metrics[stage], self.extras[stage]
