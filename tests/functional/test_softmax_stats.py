@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import scipy.stats
@@ -188,3 +189,23 @@ def test_top_label_histogram_sums_match_the_reliability_table_totals():
     accuracy = (table["accuracy"][filled] * table["count"][filled]).sum().item() / 256
     assert accuracy == pytest.approx(stats.correct.item() / 256, rel=1e-12)
     assert not math.isnan(accuracy)
+
+
+def test_a_small_batch_runs_whole_on_one_single_threaded_worker():
+    # Spread over OpenMP threads, each of a small batch's ~40 ops would end in a barrier.
+    seen = []
+
+    def where_it_runs(shifted, target_score, counted):
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return shifted.new_zeros(())
+
+    logits, target = torch.randn(64, 10), torch.randint(0, 10, (64,))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stats = sufficient_stats(logits, target, n_bins=15, chunk_reducers=[where_it_runs])
+    finally:
+        torch.set_num_threads(previous)
+    ((thread, threads),) = seen
+    assert thread.startswith("xent-chunks") and threads == 1
+    torch.testing.assert_close(stats.cross_entropy, F.cross_entropy(logits.double(), target, reduction="sum"))

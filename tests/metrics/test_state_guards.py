@@ -115,3 +115,15 @@ def test_states_sent_to_spawned_processes_are_private_to_each():
         assert process.exitcode == 0
     assert counts == {0: (1.0, False), 1: (2.0, False)}
     assert metric.count.item() == 0
+
+
+def test_state_dict_holds_copies_that_later_updates_leave_alone():
+    metric = XentMetrics()
+    metric.update(torch.randn(8, 3), torch.randint(0, 3, (8,)))
+    saved = metric.state_dict()
+    assert sorted(saved) == sorted(metric.sum_state_names)  # the options digest is not persistent
+    metric.update(torch.randn(8, 3), torch.randint(0, 3, (8,)))
+    assert saved["count"].item() == 8 and metric.count.item() == 16
+    restored = XentMetrics()
+    restored.load_state_dict(saved)
+    assert restored.count.item() == 8 and restored.count.dtype == torch.float64

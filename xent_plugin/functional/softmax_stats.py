@@ -29,6 +29,7 @@ stream. With validation, the checks on the data are queued as device-side verdic
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -189,10 +190,31 @@ def sufficient_stats(
     check_tensor("preds", preds)
     if validate_args and n_bins is not None:
         check_n_bins(n_bins)
+    workers = chunk_workers(preds)
+    if workers > 1 and preds.numel() <= MIN_CHUNK_ELEMENTS:
+        # A small batch is a run of small ops: spread over the OpenMP threads each would end in a barrier, which on
+        # a busy machine costs milliseconds (see call_single_threaded). One single-threaded worker runs it all.
+        return call_single_threaded(
+            functools.partial(
+                sufficient_stats,
+                preds,
+                target,
+                reference,
+                input_format=input_format,
+                class_dim=class_dim,
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+                n_bins=n_bins,
+                validate_args=validate_args,
+                fused=fused,
+                chunk_reducers=chunk_reducers,
+                on_rows=on_rows,
+            ),
+            workers,
+        )
     totals = SufficientStats.zeros(n_bins, device=preds.device)
     pending: list[RowStatistics] = []
     pending_rows = 0
-    workers = chunk_workers(preds)
 
     def add_pending() -> None:
         rows = _concatenate_rows(pending)

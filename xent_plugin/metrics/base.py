@@ -93,6 +93,16 @@ class SummedStateMetric(Metric):
             self._defaults[name] = self._defaults[name].clone()
             setattr(self, name, getattr(self, name).clone())
 
+    def state_dict(self, destination: dict | None = None, prefix: str = "", keep_vars: bool = False) -> dict:
+        # Every state is one tensor, so a clone is the copy that torchmetrics' deepcopy makes, at a tenth of its cost;
+        # Lightning saves the states of every stage's metrics with each checkpoint.
+        destination = torch.nn.Module.state_dict(self, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for name in self._defaults:
+            if self._persistent[name]:
+                state = getattr(self, name)
+                destination[prefix + name] = (state if keep_vars else state.detach()).clone()
+        return destination
+
     def _load_from_state_dict(
         self,
         state_dict: dict,
