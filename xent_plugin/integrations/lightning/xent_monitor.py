@@ -98,8 +98,11 @@ class XentMonitor(Callback):
             error ``calibration_l2`` with its 95% interval ``calibration_l2_lower/upper`` (the upper end also
             bounds the ECE). Multiclass only.
 
-    Every extra keeps fixed-size sum state and joins the same single all-reduce at epoch end. See
-    ``docs/calibration.md`` for when to prefer which estimator.
+    Every extra keeps fixed-size sum state and joins the same single all-reduce at epoch end, and reads no
+    logits of its own: XentMetrics' pass feeds it each row's confidence, correctness and cross-entropy
+    (``XentMetrics.update(..., extras=...)``), and the temperature scan the same cache-sized chunks. Their own
+    arithmetic still costs: the bootstrap draws B weights per row, the scan exponentiates each chunk once per
+    grid temperature (README, *Performance*). See ``docs/calibration.md`` for when to prefer which estimator.
 
     Example:
         >>> coarse, fine = XentMonitor(n_bins=5, name="coarse"), XentMonitor(n_bins=30, name="fine")
