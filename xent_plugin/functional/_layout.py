@@ -10,6 +10,7 @@ at all, and each core keeps its own chunk in its own cache).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -32,6 +33,10 @@ Result = TypeVar("Result")
 # calls a chunk, 5-20 us each on a busy 2-core machine) than they gain. Measured on a 2-core AMD EPYC:
 # 2**19 and 2**20 within noise of each other, 2**18 ~1.2x and 2**16 ~2x slower, 2**22 ~1.2x slower.
 CHUNK_ELEMENTS = 1 << 19
+
+# Batches up to this many scores run whole on one single-threaded worker (``small_batches_on_one_worker``): a
+# validation batch of a classifier, say, whose ops are too small to gain from a second thread.
+SMALL_BATCH_ELEMENTS = 1 << 16
 
 
 def normalize_class_dim(preds: Tensor, class_dim: int) -> int:
@@ -162,6 +167,23 @@ def call_single_threaded(function: Callable[[], Result], workers: int) -> Result
     if workers <= 1:
         return function()
     return _executor(workers).submit(function).result()
+
+
+def small_batches_on_one_worker(function: Callable[..., Result]) -> Callable[..., Result]:
+    """Runs ``function(preds, ...)`` whole on one single-threaded worker when ``preds`` is one small chunk.
+
+    A small batch is a run of small ops; spread over the OpenMP threads each would end in a barrier (see
+    :func:`call_single_threaded`). In the worker, ``chunk_workers`` is 1, so the call runs there inline.
+    """
+
+    @functools.wraps(function)
+    def run(preds: Tensor, *args, **kwargs) -> Result:
+        workers = chunk_workers(preds)
+        if workers > 1 and preds.numel() <= SMALL_BATCH_ELEMENTS:
+            return call_single_threaded(functools.partial(function, preds, *args, **kwargs), workers)
+        return function(preds, *args, **kwargs)
+
+    return run
 
 
 _executor_lock = threading.Lock()

@@ -29,7 +29,6 @@ stream. With validation, the checks on the data are queued as device-side verdic
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -46,6 +45,7 @@ from xent_plugin.functional._layout import (
     map_chunks,
     normalize_class_dim,
     row_chunks,
+    small_batches_on_one_worker,
 )
 from xent_plugin.functional._validation import (
     INPUT_FORMATS,
@@ -142,6 +142,7 @@ def to_probabilities(distribution: Tensor, input_format: str, dtype: torch.dtype
     return values
 
 
+@small_batches_on_one_worker
 def sufficient_stats(
     preds: Tensor,
     target: Tensor,
@@ -190,31 +191,10 @@ def sufficient_stats(
     check_tensor("preds", preds)
     if validate_args and n_bins is not None:
         check_n_bins(n_bins)
-    workers = chunk_workers(preds)
-    if workers > 1 and preds.numel() <= MIN_CHUNK_ELEMENTS:
-        # A small batch is a run of small ops: spread over the OpenMP threads each would end in a barrier, which on
-        # a busy machine costs milliseconds (see call_single_threaded). One single-threaded worker runs it all.
-        return call_single_threaded(
-            functools.partial(
-                sufficient_stats,
-                preds,
-                target,
-                reference,
-                input_format=input_format,
-                class_dim=class_dim,
-                ignore_index=ignore_index,
-                label_smoothing=label_smoothing,
-                n_bins=n_bins,
-                validate_args=validate_args,
-                fused=fused,
-                chunk_reducers=chunk_reducers,
-                on_rows=on_rows,
-            ),
-            workers,
-        )
     totals = SufficientStats.zeros(n_bins, device=preds.device)
     pending: list[RowStatistics] = []
     pending_rows = 0
+    workers = chunk_workers(preds)
 
     def add_pending() -> None:
         rows = _concatenate_rows(pending)
