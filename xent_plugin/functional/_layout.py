@@ -178,7 +178,7 @@ def small_batches_on_one_worker(function: Callable[..., Result]) -> Callable[...
 
     @functools.wraps(function)
     def run(preds: Tensor, *args, **kwargs) -> Result:
-        workers = chunk_workers(preds)
+        workers = chunk_workers(preds) if isinstance(preds, Tensor) else 1  # not a tensor: `function` says so
         if workers > 1 and preds.numel() <= SMALL_BATCH_ELEMENTS:
             return call_single_threaded(functools.partial(function, preds, *args, **kwargs), workers)
         return function(preds, *args, **kwargs)
