@@ -13,6 +13,13 @@ import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
 
+from xent_plugin.functional._validation import (
+    INPUT_FORMATS,
+    check_choice,
+    check_class_dim,
+    check_flag,
+    check_ignore_index,
+)
 from xent_plugin.functional.sigmoid_stats import BinaryStats
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, ChunkReducer, SufficientStats
 
@@ -156,6 +163,35 @@ class SummedStateMetric(Metric):
 
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
         all_reduce_sum_states(self, self.sum_state_names, process_group or self.process_group)
+
+
+class ScoresMetric(SummedStateMetric):
+    """A metric of multiclass scores: checks and holds the input options that all of them take.
+
+    Args:
+        input_format: ``"logits"``, ``"probs"`` or ``"log_probs"``.
+        class_dim: the class dimension: 1 as in ``F.cross_entropy``, or -1 for (B, T, V) tokens.
+        ignore_index: a target value whose rows are not counted.
+        validate_args: check every batch's shapes and values.
+    """
+
+    def __init__(
+        self,
+        input_format: str = "logits",
+        class_dim: int = 1,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_choice("input_format", input_format, INPUT_FORMATS)
+        check_class_dim(class_dim)
+        check_ignore_index(ignore_index)
+        check_flag("validate_args", validate_args)
+        self.input_format = input_format
+        self.class_dim = class_dim
+        self.ignore_index = ignore_index
+        self.validate_args = validate_args
 
 
 OPTIONS_STATE = "options_digest"

@@ -9,11 +9,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 from xent_plugin.functional._validation import (
-    INPUT_FORMATS,
-    check_choice,
-    check_class_dim,
-    check_flag,
-    check_ignore_index,
     check_int,
     check_n_bins,
 )
@@ -27,12 +22,12 @@ from xent_plugin.functional.bootstrap import (
     check_num_replicates,
 )
 from xent_plugin.functional.softmax_stats import RowStatistics
-from xent_plugin.metrics.base import SummedStateMetric
+from xent_plugin.metrics.base import ScoresMetric
 
 _SUMS = tuple(f.name for f in fields(BootstrapStats) if f.name != "rows")
 
 
-class BootstrapIntervals(SummedStateMetric):
+class BootstrapIntervals(ScoresMetric):
     r"""Cross-entropy, accuracy and ECE with percentile intervals from a streaming Poisson bootstrap.
 
     Every row gets an independent Poisson(1) weight :math:`w_{ib}` in each of B replicates; replicate b's
@@ -85,23 +80,21 @@ class BootstrapIntervals(SummedStateMetric):
         validate_args: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            input_format=input_format,
+            class_dim=class_dim,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
         check_num_replicates(num_replicates)
         check_n_bins(n_bins)
         check_confidence_level(confidence_level)
         check_int("seed", seed)
-        check_choice("input_format", input_format, INPUT_FORMATS)
-        check_class_dim(class_dim)
-        check_ignore_index(ignore_index)
-        check_flag("validate_args", validate_args)
         self.num_replicates = num_replicates
         self.n_bins = n_bins
         self.confidence_level = confidence_level
         self.seed = seed
-        self.input_format = input_format
-        self.class_dim = class_dim
-        self.ignore_index = ignore_index
-        self.validate_args = validate_args
         self.rows_seen = 0
         for name, shape in BootstrapStats.shapes(num_replicates, n_bins).items():
             self.add_sum_state(name, shape)

@@ -11,12 +11,9 @@ from torch import Tensor
 
 from xent_plugin.functional._layout import normalize_class_dim
 from xent_plugin.functional._validation import (
-    INPUT_FORMATS,
     NORMS,
     check_choice,
-    check_class_dim,
     check_flag,
-    check_ignore_index,
     check_int,
     check_n_bins,
 )
@@ -36,7 +33,7 @@ from xent_plugin.functional.smooth_calibration_error import (
     smooth_reliability_curve,
 )
 from xent_plugin.functional.softmax_stats import RowStatistics, rows_reliability_bins
-from xent_plugin.metrics.base import SummedStateMetric
+from xent_plugin.metrics.base import ScoresMetric
 from xent_plugin.metrics.task_metric import TaskMetric
 
 
@@ -302,7 +299,7 @@ class CalibrationEstimators(ConfidenceHistogramMetric):
         return smooth_reliability_curve(self.histogram, None, points, confidence_level, self.min_bandwidth)
 
 
-class ClasswiseCalibrationError(SummedStateMetric):
+class ClasswiseCalibrationError(ScoresMetric):
     r"""Class-wise calibration error (Kull et al. 2019 classwise-ECE; Nixon et al. 2019 SCE).
 
     .. math::
@@ -346,25 +343,23 @@ class ClasswiseCalibrationError(SummedStateMetric):
         validate_args: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            input_format=input_format,
+            class_dim=class_dim,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
         check_int("num_classes", num_classes, minimum=2)
         check_n_bins(n_bins)
         check_choice("norm", norm, NORMS)
-        check_choice("input_format", input_format, INPUT_FORMATS)
-        check_class_dim(class_dim)
-        check_ignore_index(ignore_index)
         check_flag("debias", debias)
-        check_flag("validate_args", validate_args)
         if debias and norm != "l2":
             raise ValueError(f"`debias=True` needs norm='l2' (the estimator is for the squared error), got {norm!r}.")
         self.num_classes = num_classes
         self.n_bins = n_bins
         self.norm = norm
         self.debias = debias
-        self.input_format = input_format
-        self.class_dim = class_dim
-        self.ignore_index = ignore_index
-        self.validate_args = validate_args
         self.add_sum_state("bins", (3, num_classes, n_bins))
 
     def update(self, preds: Tensor, target: Tensor) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from xent_plugin.functional._validation import INPUT_FORMATS, check_choice, check_ignore_index, check_n_bins
+from xent_plugin.functional._validation import check_n_bins
 from xent_plugin.functional.bootstrap import check_confidence_level
 from xent_plugin.functional.calibration_test import (
     MIN_VARIANCE,
@@ -14,10 +14,10 @@ from xent_plugin.functional.calibration_test import (
     residual_bins,
 )
 from xent_plugin.functional.softmax_stats import RowStatistics
-from xent_plugin.metrics.base import SummedStateMetric
+from xent_plugin.metrics.base import ScoresMetric
 
 
-class CalibrationTest(SummedStateMetric):
+class CalibrationTest(ScoresMetric):
     r"""A p-value for "this model is calibrated" and a confidence interval for its l2 calibration error.
 
     Per equal-width confidence bin the state sums the count, the residuals :math:`r = a - c`, their squares and
@@ -69,19 +69,19 @@ class CalibrationTest(SummedStateMetric):
         validate_args: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            input_format=input_format,
+            class_dim=class_dim,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
         check_n_bins(n_bins)
         check_confidence_level(confidence_level)
         check_min_variance(min_variance)
-        check_choice("input_format", input_format, INPUT_FORMATS)
-        check_ignore_index(ignore_index)
         self.n_bins = n_bins
         self.confidence_level = confidence_level
         self.min_variance = min_variance
-        self.input_format = input_format
-        self.class_dim = class_dim
-        self.ignore_index = ignore_index
-        self.validate_args = validate_args
         self.add_sum_state("residual_bins", (4, n_bins))
 
     def update(self, preds: Tensor, target: Tensor) -> None:

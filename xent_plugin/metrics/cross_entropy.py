@@ -5,20 +5,15 @@ from __future__ import annotations
 from torch import Tensor
 
 from xent_plugin.functional._validation import (
-    INPUT_FORMATS,
-    check_choice,
-    check_class_dim,
-    check_flag,
-    check_ignore_index,
     check_label_smoothing,
 )
 from xent_plugin.functional.cross_entropy import _cross_entropy_compute, _cross_entropy_update
 from xent_plugin.functional.perplexity import _perplexity_compute
 from xent_plugin.functional.softmax_stats import SufficientStats
-from xent_plugin.metrics.base import SummedStateMetric
+from xent_plugin.metrics.base import ScoresMetric
 
 
-class CrossEntropy(SummedStateMetric):
+class CrossEntropy(ScoresMetric):
     r"""Multiclass cross-entropy (log loss) :math:`-\frac{1}{N}\sum_i \sum_c p_{ic} \log q_{ic}`, in nats.
 
     Args:
@@ -51,17 +46,15 @@ class CrossEntropy(SummedStateMetric):
         validate_args: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        check_choice("input_format", input_format, INPUT_FORMATS)
-        check_class_dim(class_dim)
-        check_ignore_index(ignore_index)
+        super().__init__(
+            input_format=input_format,
+            class_dim=class_dim,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
         check_label_smoothing(label_smoothing)
-        check_flag("validate_args", validate_args)
-        self.input_format = input_format
-        self.class_dim = class_dim
-        self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
-        self.validate_args = validate_args
         for name in self.stat_names:
             self.add_sum_state(name)
 

@@ -6,11 +6,6 @@ import torch
 from torch import Tensor
 
 from xent_plugin.functional._validation import (
-    INPUT_FORMATS,
-    check_choice,
-    check_class_dim,
-    check_flag,
-    check_ignore_index,
     check_tensor,
 )
 from xent_plugin.functional.softmax_stats import ACCUMULATE_DTYPE, RowStatistics
@@ -22,10 +17,10 @@ from xent_plugin.functional.temperature_scan import (
     temperature_chunk_sums,
     temperature_sums,
 )
-from xent_plugin.metrics.base import SummedStateMetric
+from xent_plugin.metrics.base import ScoresMetric
 
 
-class TemperatureScan(SummedStateMetric):
+class TemperatureScan(ScoresMetric):
     r"""The temperature that minimises the cross-entropy of :math:`\mathrm{softmax}(z / T)`, in one pass.
 
     .. math::
@@ -70,20 +65,18 @@ class TemperatureScan(SummedStateMetric):
         validate_args: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            input_format=input_format,
+            class_dim=class_dim,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
         if temperatures is not None:
             check_tensor("temperatures", temperatures)
         temperatures = default_temperatures() if temperatures is None else temperatures.to(ACCUMULATE_DTYPE)
         check_temperatures(temperatures)
-        check_choice("input_format", input_format, INPUT_FORMATS)
-        check_class_dim(class_dim)
-        check_ignore_index(ignore_index)
-        check_flag("validate_args", validate_args)
         self.temperatures = temperatures
-        self.input_format = input_format
-        self.class_dim = class_dim
-        self.ignore_index = ignore_index
-        self.validate_args = validate_args
         self.add_sum_state("count")
         self.add_sum_state("sums", (len(temperatures), DERIVATIVES + 1))
         self.add_sum_state("cross_entropy")
