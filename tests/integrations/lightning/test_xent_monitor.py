@@ -57,8 +57,9 @@ def test_reliability_images_and_tables_are_logged_for_every_epoch(mlflow_logger)
     local = client.download_artifacts(run_id, tables[-1])
     with open(local) as file:
         table = json.load(file)
-    assert sum(table["bins"]["count"]) == 40
-    assert len(table["bins"]["lower"]) == 15
+    assert table["columns"][:3] == ["lower", "upper", "count"]
+    assert sum(row[2] for row in table["data"]) == 40
+    assert len(table["data"]) == 15
 
 
 def test_decomposition_is_logged_when_batches_carry_a_reference(mlflow_logger):

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from xent_plugin.integrations.mlflow import outbox as outbox_module
-from xent_plugin.integrations.mlflow.artifacts import queue_reliability_figures
+from xent_plugin.integrations.mlflow.artifacts import queue_reliability_figures, reliability_tables, upload_table
 from xent_plugin.integrations.mlflow.outbox import Outbox, read_spool
 
 
@@ -80,6 +80,21 @@ def series(client, run_id, key) -> list[tuple[int, float]]:
     return sorted((point.step, point.value) for point in client.get_metric_history(run_id, key))
 
 
+def listed_tables(client, run_id) -> list[str]:
+    """The paths the run's ``mlflow.loggedArtifacts`` tag lists as tables, in its order."""
+    entries = json.loads(client.get_run(run_id).data.tags.get("mlflow.loggedArtifacts", "[]"))
+    return [entry["path"] for entry in entries if entry["type"] == "table"]
+
+
+def table_column(client, run_id, path, name, tmp_path) -> list:
+    content = json.loads(Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text())
+    return [row[content["columns"].index(name)] for row in content["data"]]
+
+
+def one_table(step: int) -> dict[str, dict]:
+    return {f"reliability/val/step_{step:06d}.json": {"columns": ["step"], "data": [[step]]}}
+
+
 def test_a_failed_diagram_warns_once_naming_key_step_and_error(unreachable_client, table):
     outbox = make_outbox(unreachable_client, "0" * 32, retry_after_s=60)
     with pytest.warns(UserWarning) as caught:
@@ -99,9 +114,7 @@ def test_a_failed_diagram_warns_once_naming_key_step_and_error(unreachable_clien
 def test_every_kind_of_held_back_write_is_recorded_in_order(unreachable_client, table):
     outbox = make_outbox(unreachable_client, "0" * 32, retry_after_s=60)
     with pytest.warns(UserWarning) as caught:
-        outbox.log_json(
-            "reliability/val/step_000001.json", {"bins": {}}, what="reliability table 'val/reliability' at step 1"
-        )
+        outbox.log_tables(one_table(1), what="reliability table 'val/reliability' at step 1")
         outbox.log_metrics({"val/ece": 0.1, "val/nll": 0.7}, step=1)
         outbox.flush()
     assert outbox.failed == ["reliability table 'val/reliability' at step 1", "2 metrics at step 1 (val/ece, val/nll)"]
@@ -137,6 +150,7 @@ def test_successful_writes_are_silent_and_complete(client, run_id, table):
         assert outbox.flush()
     assert outbox.failed == []
     assert artifact_paths(client, run_id, "reliability/val") == ["reliability/val/step_000003.json"]
+    assert listed_tables(client, run_id) == ["reliability/val/step_000003.json"]
     assert full_size_images(client, run_id) == [("images/val", 3)]
     assert client.get_run(run_id).data.metrics == {"val/ece": 0.25}
 
@@ -145,17 +159,18 @@ def test_writes_are_sent_in_order_on_one_worker_thread_and_flush_waits_for_them(
     outbox = make_outbox(client, run_id)
     threads = []
     for step in range(4):
-        outbox.log_json(f"reliability/val/step_{step:06d}.json", {"step": step}, what=f"table {step}")
+        outbox.log_tables(one_table(step), what=f"table {step}")
         outbox.call("thread probe", lambda client, run_id: threads.append(threading.current_thread()))
         outbox.log_metrics({"val/ece": step / 10}, step=step)
     assert outbox.flush()
     tables = artifact_paths(client, run_id, "reliability/val")
     assert tables == [f"reliability/val/step_{step:06d}.json" for step in range(4)]
+    assert listed_tables(client, run_id) == tables
     assert series(client, run_id, "val/ece") == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]
     assert len(set(threads)) == 1 and threads[0] is not threading.current_thread()
 
 
-def test_a_write_carries_the_values_of_the_call_not_later_ones(client, run_id, interval_table, smooth_curve):
+def test_a_write_carries_the_values_of_the_call_not_later_ones(client, run_id, interval_table, smooth_curve, tmp_path):
     rendered = []
     outbox = make_outbox(client, run_id)
     release = threading.Event()
@@ -173,8 +188,7 @@ def test_a_write_carries_the_values_of_the_call_not_later_ones(client, run_id, i
         assert outbox.flush()
     assert rendered == [2]
     assert client.get_run(run_id).data.metrics == {"val/ece": 0.5}
-    table = json.loads(Path(client.download_artifacts(run_id, "reliability/val/step_000002.json")).read_text())
-    assert table["bins"]["accuracy_upper"][1] == 0.9
+    assert table_column(client, run_id, "reliability/val/step_000002.json", "accuracy_upper", tmp_path)[1] == 0.9
 
 
 def test_more_than_a_thousand_points_go_in_batches_mlflow_accepts(client, run_id):
@@ -200,9 +214,9 @@ def test_writes_held_back_by_an_outage_arrive_once_in_order_when_the_server_answ
     assert outbox.flush()
     assert series(client, run_id, "val/ece") == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]
     assert full_size_images(client, run_id) == [("images/val~reliability", step) for step in range(3)]
-    assert artifact_paths(client, run_id, "reliability/val/reliability") == [
-        f"reliability/val/reliability/step_{step:06d}.json" for step in range(3)
-    ]
+    tables = [f"reliability/val/reliability/step_{step:06d}.json" for step in range(3)]
+    assert artifact_paths(client, run_id, "reliability/val/reliability") == tables
+    assert listed_tables(client, run_id) == tables
 
 
 def test_while_the_server_is_down_one_attempt_is_made_per_backoff_not_per_write(switchable, run_id):
@@ -225,6 +239,21 @@ def test_an_image_whose_answer_was_lost_is_not_uploaded_twice(switchable, client
     assert full_size_images(client, run_id) == [("images/val~reliability", 4)]
     assert len(artifact_paths(client, run_id, "images")) == 2  # the image and its thumbnail, once
     assert client.get_run(run_id).data.tags["mlflow.loggedImages"] == "True"
+
+
+def test_a_table_whose_answer_was_lost_is_listed_once(switchable, client, run_id, table, smooth_curve, tmp_path):
+    outbox = make_outbox(switchable, run_id, retry_after_s=0)
+    switchable.lose_answers["set_tag"] = 1  # both files and the tag arrived; the answer to the tag timed out
+    with pytest.warns(UserWarning, match="Read timed out"):
+        outbox.log_tables(
+            reliability_tables(table, key="val", step=4, smooth_curve=smooth_curve), what="the tables of step 4"
+        )
+        outbox.flush()
+    assert outbox.flush()
+    paths = ["reliability/val/step_000004.json", "reliability/val/step_000004_smooth_curve.json"]
+    assert artifact_paths(client, run_id, "reliability/val") == paths
+    assert listed_tables(client, run_id) == paths
+    assert table_column(client, run_id, paths[0], "count", tmp_path) == table["count"]
 
 
 def test_points_whose_answer_was_lost_are_not_logged_twice(switchable, client, run_id):
@@ -269,7 +298,7 @@ def test_close_spools_what_is_unsent_and_says_how_to_send_it(switchable, run_id,
     )
     header, writes = read_spool(tmp_path / "spool.jsonl")
     assert header["run_id"] == run_id and header["tracking_uri"] == "sqlite:///test"
-    assert [type(write).__name__ for write in writes] == ["MetricPoints", "ImageWrite", "JsonWrite", "TerminateWrite"]
+    assert [type(write).__name__ for write in writes] == ["MetricPoints", "ImageWrite", "TablesWrite", "TerminateWrite"]
     assert outbox.pending == 0
 
 
@@ -306,6 +335,20 @@ def test_a_resent_spool_arrives_once_even_when_sent_twice_and_is_then_deleted(
 
     assert series(client, run_id, "val/ece") == [(0, 0.0), (1, 0.1)]
     assert full_size_images(client, run_id) == [("images/val~reliability", 0), ("images/val~reliability", 1)]
+    assert listed_tables(client, run_id) == [f"reliability/val/reliability/step_{step:06d}.json" for step in (0, 1)]
+
+
+def test_a_json_file_in_a_spool_from_before_tables_is_still_sent(client, run_id, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    lines = [
+        {"kind": "run", "format": 1, "tracking_uri": "sqlite:///test", "run_id": run_id},
+        {"kind": "json", "path": "reliability/val/step_000000.json", "content": {"bins": {}}, "what": "a table"},
+    ]
+    spool.write_text("\n".join(json.dumps(line) for line in lines))
+    outbox = make_outbox(client, run_id, continued=True)
+    assert outbox.resend_spool(spool) == 1
+    assert outbox.flush()
+    assert artifact_paths(client, run_id, "reliability/val") == ["reliability/val/step_000000.json"]
 
 
 def test_a_continued_run_skips_diagrams_and_tables_it_already_has(client, run_id, table, tmp_path):
@@ -331,7 +374,7 @@ def test_a_continued_run_skips_diagrams_and_tables_it_already_has(client, run_id
     ]
     tables = {
         key: [
-            json.loads(Path(client.download_artifacts(run_id, item.path, tmp_path)).read_text())["bins"]["accuracy"]
+            table_column(client, run_id, item.path, "accuracy", tmp_path)
             for item in client.list_artifacts(run_id, f"reliability/{key}")
         ]
         for key in ("val/reliability", "val/reliability_equal_mass")
@@ -340,3 +383,18 @@ def test_a_continued_run_skips_diagrams_and_tables_it_already_has(client, run_id
         "val/reliability": [[None, 0.5, None, 1.0, 0.5], [None, 0.5, None, 1.0, 0.5], [0.0] * 5],
         "val/reliability_equal_mass": [[0.0] * 5, [0.0] * 5],
     }
+    assert sorted(listed_tables(client, run_id)) == [
+        *(f"reliability/val/reliability/step_{step:06d}.json" for step in (0, 1, 2)),
+        *(f"reliability/val/reliability_equal_mass/step_{step:06d}.json" for step in (1, 2)),
+    ]
+
+
+def test_a_continued_run_lists_a_table_file_it_had_but_never_listed(client, run_id, table, tmp_path):
+    # As after a process that stopped between uploading a table and adding it to the run's tag.
+    ((path, content),) = reliability_tables(table, key="val", step=0).items()
+    upload_table(client, run_id, path, content)
+    resumed = make_outbox(client, run_id, continued=True)
+    resumed.log_tables({path: {"columns": ["count"], "data": [[9.0]]}}, what="the re-run epoch's table")
+    assert resumed.flush()
+    assert listed_tables(client, run_id) == [path]
+    assert table_column(client, run_id, path, "count", tmp_path) == table["count"]  # the first is kept

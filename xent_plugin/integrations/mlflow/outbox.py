@@ -13,13 +13,15 @@ Scalars (:class:`~xent_plugin.integrations.mlflow.ResilientMLFlowLogger`), relia
 - **Idempotent.** Metric points keep their timestamps and images their names, so a write whose request may have
   reached the server (it timed out, or came from a spool) is checked against the run before it is sent again:
   points the run already has at that key, step and timestamp are dropped, and an image already stored under its
-  name is not uploaded twice.
+  name is not uploaded twice. A table file sent again replaces itself, and the run's ``mlflow.loggedArtifacts``
+  tag, read before each change, lists it once.
 - **Spooled.** What is still unsent when the outbox closes goes to a JSON-lines spool file; a continued run sends
   a spool before anything new (:meth:`Outbox.resend_spool`), and ``python -m xent_plugin.integrations.mlflow.replay``
   sends one into its run.
 - **Resume-aware.** On a run that this outbox continues (``continued=True``), a metric point at a step the run
   already had for that key, a diagram of a (key, step) it had, and a table file it had are not logged again: a
-  run resumed from a checkpoint older than its last logged epoch keeps the first values of the re-run epochs.
+  run resumed from a checkpoint older than its last logged epoch keeps the first values of the re-run epochs. (A
+  table file it had is still listed in the tag, in case the earlier process stopped between the two.)
 
 MLflow's own limits (metrics and params per request) come from :mod:`mlflow.utils.validation`.
 """
@@ -44,10 +46,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 from xent_plugin.integrations.mlflow.artifacts import (
+    TableContent,
     image_artifact_path,
+    list_as_tables,
     logged_image_steps,
     mlflow_key,
+    table_tag_full_message,
     upload_image,
+    upload_table,
 )
 
 RunOpener = Callable[[], tuple[MlflowClient, str]]
@@ -141,9 +147,12 @@ class Outbox:
         worker thread (``what`` names it in messages)."""
         self.put(ImageWrite(key, step, int(time.time() * 1000), what, render=render))
 
-    def log_json(self, path: str, content: Mapping[str, Any], *, what: str) -> None:
-        """Queues ``content`` as the JSON artifact ``path``; a continued run keeps a file it already had."""
-        self.put(JsonWrite(path, dict(content), what))
+    def log_tables(self, tables: Mapping[str, TableContent], *, what: str) -> None:
+        """Queues tables, by artifact path, as ``mlflow.log_table`` logs them (see
+        :func:`~xent_plugin.integrations.mlflow.artifacts.upload_table` and
+        :func:`~xent_plugin.integrations.mlflow.artifacts.list_as_tables`), so the UI shows each as a table; a
+        continued run keeps a file it already had."""
+        self.put(TablesWrite(dict(tables), what))
 
     def log_params(self, params: Mapping[str, str], *, what: str = "the hyperparameters") -> None:
         """Queues params; keys the run already has are not sent again (MLflow refuses to change a param), and a
@@ -409,6 +418,7 @@ class RunContents:
         self._images: set[tuple[str, int]] | None = None
         self._files: dict[str, set[str]] = {}
         self._notes: list[str] = []
+        self.table_tag_full = False  # said once: every later table would repeat it
 
     def note(self, message: str) -> None:
         self._notes.append(message)
@@ -550,17 +560,38 @@ class ImageWrite(Write):
 
 
 class JsonWrite(Write):
-    def __init__(self, path: str, content: dict[str, Any], what: str, *, from_spool: bool = False) -> None:
+    """A JSON file in a spool written before reliability tables were logged as MLflow tables (kind ``"json"``),
+    sent as it was spooled."""
+
+    uncertain = True
+
+    def __init__(self, path: str, content: dict[str, Any], what: str) -> None:
         self.path, self.content, self.what = path, content, what
-        self.from_spool = self.uncertain = from_spool
 
     def send(self, client: MlflowClient, run_id: str, run: RunContents) -> None:
-        if run.continued and not self.from_spool and run.had_file(client, run_id, self.path):
-            return  # the table of a re-run epoch: the run keeps the first, which matches its diagram
         client.log_dict(run_id, self.content, self.path)  # same path: sending it again replaces it
 
     def record(self) -> list[dict[str, Any]]:
         return [{"kind": "json", "path": self.path, "content": self.content, "what": self.what}]
+
+
+class TablesWrite(Write):
+    def __init__(self, tables: dict[str, TableContent], what: str, *, from_spool: bool = False) -> None:
+        self.tables, self.what = tables, what
+        self.from_spool = self.uncertain = from_spool
+
+    def send(self, client: MlflowClient, run_id: str, run: RunContents) -> None:
+        for path, content in self.tables.items():
+            if run.continued and not self.from_spool and run.had_file(client, run_id, path):
+                continue  # the table of a re-run epoch: the run keeps the first, which matches its diagram
+            upload_table(client, run_id, path, content)  # same path: sending it again replaces it
+        left_out = list_as_tables(client, run_id, self.tables)
+        if left_out and not run.table_tag_full:
+            run.table_tag_full = True
+            run.note(table_tag_full_message(run_id, left_out[0]))
+
+    def record(self) -> list[dict[str, Any]]:
+        return [{"kind": "tables", "tables": self.tables, "what": self.what}]
 
 
 class ParamsWrite(Write):
@@ -686,7 +717,9 @@ def _write_from_record(kind: str, record: dict[str, Any]) -> Write:
             record["key"], int(record["step"]), int(record["timestamp"]), record["what"], png=png, from_spool=True
         )
     if kind == "json":
-        return JsonWrite(record["path"], record["content"], record["what"], from_spool=True)
+        return JsonWrite(record["path"], record["content"], record["what"])
+    if kind == "tables":
+        return TablesWrite(record["tables"], record["what"], from_spool=True)
     if kind == "params":
         return ParamsWrite(record["params"], record["what"])
     if kind == "config":
