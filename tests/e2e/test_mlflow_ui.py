@@ -7,8 +7,10 @@ dir and to ``test-artifacts/``. MLflow 3.17's UI is a React app, so every check 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -141,6 +143,37 @@ def test_the_artifact_browser_lists_and_renders_each_epochs_reliability_diagram(
         assert preview.evaluate("element => element.naturalWidth") > 0
 
 
+def test_the_artifact_browser_shows_each_epochs_reliability_table_as_a_table(
+    page, tracking_server, trained_run, tmp_path
+):
+    from playwright.sync_api import expect
+
+    client = MlflowClient(tracking_server.url)
+    folder = "reliability/val/reliability"
+    # The address opens the artifact tree at the first epoch's table; the others are clicked in the tree.
+    first = f"{folder}/step_{trained_run['steps'][0]:06d}.json"
+    page.goto(_run_page(tracking_server.url, trained_run, f"artifacts/{first}"))
+    for step in trained_run["steps"]:
+        path = f"{folder}/step_{step:06d}.json"
+        logged = json.loads(Path(client.download_artifacts(trained_run["run_id"], path, str(tmp_path))).read_text())
+        count = logged["columns"].index("count")
+        page.get_by_text(f"step_{step:06d}.json", exact=True).click()
+        page.get_by_text(path, exact=True).wait_for()  # the preview's title
+        # Only MLflow's logged-table view has these headers; a JSON file the run does not list as a table is text.
+        table_view_headers = page.locator('[data-component-id$="showartifactloggedtableview.tsx_223"]')
+        table = page.get_by_role("table")
+        rows = table.get_by_role("row")
+        # The header row, then a row per bin; waited for, as the previous step's table may still be on the page.
+        expect(rows).to_have_count(1 + len(logged["data"]), timeout=UI_TIMEOUT_MS)
+        for row, values in zip(rows.all()[1:], logged["data"], strict=True):
+            expect(row.get_by_role("cell").nth(count)).to_have_text(_as_javascript_prints(values[count]))
+        save_screenshot(page, tmp_path, f"ui-table-step-{step}")
+
+        assert page.get_by_role("checkbox", name="View as table").is_checked()
+        assert table_view_headers.count() == len(logged["columns"])
+        assert table.get_by_role("columnheader").all_inner_texts() == logged["columns"]
+
+
 def test_the_link_xent_train_prints_opens_the_run_and_its_experiment_in_model_training_mode(
     page, tracking_server, trained_run, tmp_path
 ):
@@ -165,6 +198,10 @@ def test_the_link_xent_train_prints_opens_the_run_and_its_experiment_in_model_tr
 
 def _run_page(url: str, run: dict[str, str], tab: str) -> str:
     return f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}/{tab}?workflowType=machine_learning"
+
+
+def _as_javascript_prints(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else repr(number)
 
 
 def _chart_card(page):

@@ -17,15 +17,15 @@ needed to write them. One step of ``key`` gives up to two tables, side by side i
   table has per-bin intervals (the bootstrap's);
 - ``reliability/<key>/step_<step:06d>_smooth_curve.json``, when the diagram has a smoothed curve (XentMonitor's
   ``calibration_estimators``): one row per grid point, ``confidence``, ``accuracy``, ``lower``, ``upper`` and
-  ``density``, with the curve's ``smooth_ece`` and ``bandwidth`` repeated on every row. The curve has its own
-  file because its rows are grid points, not bins: one file of both would need a row kind and columns empty in
-  half of the rows.
+  ``density``, with the curve's ``smooth_ece`` and ``bandwidth`` repeated on every row, so the file read alone,
+  or several runs' files read together, still says which curve it is. The curve has its own file because its
+  rows are grid points, not bins: one file of both would need a row kind and columns empty in half of the rows.
 
 The step in the file name is the step of the epoch's scalars and diagram. Unlike ``log_table``, logging a step's
 table again replaces the file instead of appending rows, so a retry or a replay leaves it as it was; the tag lists
-each file once. A tag holds at most :data:`~mlflow.utils.validation.MAX_TAG_VAL_LENGTH` characters, about 110
-tables; later tables are still written, with a warning, but the UI shows them as JSON text. Keys pass through
-:func:`mlflow_key` first.
+each file once. A tag holds at most :data:`~mlflow.utils.validation.MAX_TAG_VAL_LENGTH` characters, roughly 100
+table names; later tables are still written, with a warning, but the UI shows them as JSON text. Keys pass
+through :func:`mlflow_key` first.
 """
 
 from __future__ import annotations
