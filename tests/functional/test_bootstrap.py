@@ -55,6 +55,19 @@ def test_weights_depend_only_on_seed_stream_row_and_replicate():
     assert not torch.equal(poisson_weights(big_rows, 6, seed=7, stream=2), whole)
 
 
+def test_compiled_weights_are_the_eager_weights(monkeypatch):
+    from xent_plugin.functional import bootstrap
+
+    if bootstrap.fused_pass.MODE == "off":
+        pytest.skip("XENT_PLUGIN_FUSED=off turns the compiled weights off")
+    blocks = [torch.arange(3 << 20, (3 << 20) + 1048), torch.arange(5, 5 + 700)]  # a full block, a short last one
+    compiled = [poisson_weights(rows, 1000, seed=4, stream=1) for rows in blocks]
+    assert not bootstrap._compile_failed
+    monkeypatch.setattr(bootstrap, "COMPILE_MIN_WEIGHTS", float("inf"))
+    for rows, weights in zip(blocks, compiled, strict=True):
+        assert torch.equal(weights, poisson_weights(rows, 1000, seed=4, stream=1))
+
+
 def logits_and_labels(rows: int, seed: int, classes: int = 5):
     generator = torch.Generator().manual_seed(seed)
     logits = 2 * torch.randn(rows, classes, generator=generator, dtype=torch.float64)
