@@ -122,6 +122,23 @@ def test_token_layout_with_a_large_vocabulary_agrees():
     _assert_paths_agree(logits, labels, class_dim=-1)
 
 
+def test_bfloat16_large_vocabulary_with_masked_classes_ties_and_ignored_nan_rows_agrees():
+    vocabulary = 8193  # past inductor's cascade-sum threshold, odd so the last vector step is partial
+    logits = _logits(64, vocabulary, dtype=torch.bfloat16)
+    labels = _labels(64, vocabulary)
+    logits[::3, 100:4000] = float("-inf")
+    top = logits.float().amax(dim=1)
+    logits[:16, 2] = top[:16]  # a tie with a later class: the first index is the prediction
+    logits[:16, 8191] = top[:16]
+    labels[:8] = 8191
+    logits[-4:] = float("nan")  # ignored rows may hold anything
+    labels[-4:] = -100
+    _assert_paths_agree(logits, labels, ignore_index=-100)
+    expected = (logits[:-4].float().argmax(dim=1) == labels[:-4]).double().mean().item()
+    stats = sufficient_stats(logits, labels, ignore_index=-100, fused=True)
+    assert (stats.correct / stats.count).item() == expected
+
+
 def test_class_dimension_first_with_spatial_dimensions_agrees():
     logits = _logits(2 * 5 * 7).view(2, 5, 7, CLASSES).movedim(-1, 1)
     labels = _labels(2 * 5 * 7).view(2, 5, 7)

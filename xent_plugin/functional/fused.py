@@ -104,13 +104,40 @@ def chunk_elements(num_classes: int, class_dim_is_last: bool) -> int:
 def hard_target_rows(
     scores: Tensor, target: Tensor, *, input_format: str, ignore_index: int | None, label_smoothing: float
 ) -> HardTargetRows | None:
-    """The compiled per-row terms of a (rows, C) chunk with class-index targets; None where the eager pass must run.
+    """The per-row terms of a (rows, C) chunk with class-index targets; None where the eager pass must run.
 
     That is after a failure (warned once, and for good) or for a new kind of input once :data:`MAX_KERNELS`
-    kernels exist (warned once).
+    kernels exist (warned once). The compiled kernel makes the (rows, C) sweeps; the O(rows) rest is eager.
     """
-    outputs = _run(_hard_target_rows, scores, target, input_format, ignore_index, label_smoothing)
-    return None if outputs is None else HardTargetRows(*outputs)
+    smoothing = label_smoothing > 0
+    sums = _run(_row_sums, scores, _class_indices(scores.shape[1], scores.device), input_format, smoothing)
+    if sums is None:
+        return None
+    row_max, partition, weighted_shifted, sum_sq_exp, prediction, shifted_sum = sums
+    num_classes = scores.shape[1]
+    log_partition = partition.log()
+    entropy = log_partition - weighted_shifted / partition
+    sum_sq_prob = sum_sq_exp / partition.square()
+
+    counted = None if ignore_index is None else target != ignore_index
+    out_of_range = (target < 0) | (target >= num_classes)
+    if counted is not None:
+        out_of_range = out_of_range & counted
+    usable = ~out_of_range if counted is None else counted & ~out_of_range
+    # A target out of range is read as class 0, so that no index out of range reaches the gather (an error on
+    # CPU, a device-side assert on CUDA); validation reports it (with ``validate_args=False`` it goes unnoticed).
+    safe_target = torch.where(usable, target, 0)
+    target_score = scores.gather(1, safe_target[:, None]).squeeze(1).to(row_max.dtype)
+    if input_format == "probs":
+        target_score = target_score.log()
+    target_shifted = target_score - row_max
+    cross_entropy = log_partition - target_shifted
+    if smoothing:
+        uniform_cross_entropy = log_partition - shifted_sum / num_classes
+        cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
+    brier = sum_sq_prob - 2 * (target_shifted.exp() / partition) + 1
+    correct = (prediction == safe_target.to(prediction.dtype)).to(row_max.dtype)
+    return HardTargetRows(row_max, partition, counted, cross_entropy, entropy, brier, correct)
 
 
 def reset() -> None:
@@ -122,18 +149,16 @@ def reset() -> None:
     _failed = _warned_full = False
 
 
-def _run(function: Callable, scores: Tensor, target: Tensor, input_format: str, *options) -> tuple | None:
+def _run(function: Callable, scores: Tensor, classes: Tensor, input_format: str, smoothing: bool) -> tuple | None:
     global _failed
     if _failed:
         return None
     try:
-        kernel = _kernel(function, scores, target, input_format, options)
+        kernel = _kernel(function, scores, input_format, smoothing)
         if kernel is None:
             return None
-        for tensor in (scores, target):
-            torch._dynamo.maybe_mark_dynamic(tensor, 0)
-        classes = _class_indices(scores.shape[1], scores.device)
-        return kernel(scores, target, classes, input_format, *options)
+        torch._dynamo.maybe_mark_dynamic(scores, 0)
+        return kernel(scores, classes, input_format, smoothing)
     except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means: use the eager pass
         _failed = True
         warnings.warn(
@@ -156,15 +181,10 @@ def _class_indices(num_classes: int, device: torch.device) -> Tensor:
     return classes
 
 
-def _kernel(function: Callable, scores: Tensor, target: Tensor, input_format: str, options: tuple) -> Callable | None:
-    """The compiled kernel for this kind of input, made on first use; None past :data:`MAX_KERNELS`.
-
-    ``options`` are ignore_index and label smoothing: the graph changes with whether each is given.
-    """
+def _kernel(function: Callable, scores: Tensor, input_format: str, smoothing: bool) -> Callable | None:
+    """The compiled kernel for this kind of input, made on first use; None past :data:`MAX_KERNELS`."""
     global _warned_full
-    ignore_index, label_smoothing = options
-    kind = (scores.dtype, target.dtype, scores.shape[1], input_format == "probs")
-    kind += (ignore_index is None, label_smoothing > 0)
+    kind = (scores.dtype, scores.shape[1], input_format == "probs", smoothing)
     with _kernels_lock:
         kernel = _kernels.get(kind)
         if kernel is None and len(_kernels) < MAX_KERNELS:
@@ -184,50 +204,35 @@ def _kernel(function: Callable, scores: Tensor, target: Tensor, input_format: st
     return kernel
 
 
-def _hard_target_rows(
-    scores: Tensor,
-    target: Tensor,
-    classes: Tensor,
-    input_format: str,
-    ignore_index: int | None,
-    label_smoothing: float,
-) -> tuple[Tensor, ...]:
-    """The eager pass's hard-target formulas, written for the compiler: every (rows, C) term is fused away.
+def _row_sums(
+    scores: Tensor, classes: Tensor, input_format: str, smoothing: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    r"""The (rows, C) sweeps of the eager pass's hard-target formulas, written for the compiler.
 
-    A target out of range is read as class 0, so that no index out of range reaches the gather (an error on
-    CPU, a device-side assert on CUDA); validation reports it (with ``validate_args=False`` it goes unnoticed).
+    Per row: the maximum :math:`m`, :math:`S = \sum_c e^{s_c}`, :math:`\sum_c e^{s_c} s_c`, :math:`\sum_c e^{2 s_c}`,
+    the top-label prediction and, for label smoothing, :math:`\sum_c s_c`, with :math:`s = z - m`. Inductor
+    fuses them into one loop over rows with two sweeps over each row (max, then exp with every sum at once), so
+    the second sweep reads the row from cache. Anything computed from these per-row values in the same graph
+    would join that loop with a differently vectorised loop and split it in two sweeps over all rows, each
+    from memory: the caller does that O(rows) rest.
     """
     scores = scores.to(torch.float64 if scores.dtype == torch.float64 else torch.float32)
     if input_format == "probs":
         scores = scores.log()
-    num_classes = scores.shape[1]
     row_max = scores.amax(dim=1)
     shifted = scores - row_max[:, None]
     exp_shifted = shifted.exp()
-    partition = exp_shifted.sum(dim=1)
-    log_partition = partition.log()
     # 0 * -inf is NaN: clamping the masked classes to the most negative finite value makes them contribute 0.
     finite_shifted = shifted.clamp_min(torch.finfo(shifted.dtype).min)
-    entropy = log_partition - (exp_shifted * finite_shifted).sum(dim=1) / partition
-    sum_sq_prob = (exp_shifted * exp_shifted).sum(dim=1) / partition.square()
-
-    counted = None if ignore_index is None else target != ignore_index
-    out_of_range = (target < 0) | (target >= num_classes)
-    if counted is not None:
-        out_of_range = out_of_range & counted
-    usable = ~out_of_range if counted is None else counted & ~out_of_range
-    safe_target = torch.where(usable, target, 0)
-    # Gathered from the scores, not from `shifted`: inductor would otherwise keep every row's shifted values (or
-    # their exp) in a buffer for the gather, a store per element.
-    target_shifted = scores.gather(1, safe_target[:, None]).squeeze(1) - row_max
-    cross_entropy = log_partition - target_shifted
-    if label_smoothing > 0:
-        uniform_cross_entropy = log_partition - shifted.mean(dim=1)
-        cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
-    brier = sum_sq_prob - 2 * (target_shifted.exp() / partition) + 1
     # argmax with ties to the first index, as Tensor.max(dim) breaks them: the smallest class whose shifted score
     # is 0. Inductor fuses this min into the exp sweep; its own argmax would add a slower (value, int64 index)
     # sweep, and an in-kernel arange costs more per element than loading `classes` (floats, exact below 2**24).
-    prediction = torch.where(shifted == 0, classes, num_classes).amin(dim=1)
-    correct = (prediction == safe_target.to(prediction.dtype)).to(scores.dtype)
-    return row_max, partition, counted, cross_entropy, entropy, brier, correct
+    prediction = torch.where(shifted == 0, classes, scores.shape[1]).amin(dim=1)
+    return (
+        row_max,
+        exp_shifted.sum(dim=1),
+        (exp_shifted * finite_shifted).sum(dim=1),
+        (exp_shifted * exp_shifted).sum(dim=1),
+        prediction,
+        shifted.sum(dim=1) if smoothing else None,
+    )
