@@ -1,12 +1,15 @@
 r"""The fused pass: the per-row softmax statistics of hard-target batches as one ``torch.compile`` kernel.
 
 The eager pass in :mod:`~xent_plugin.functional.softmax_stats` runs about eight ATen sweeps over each chunk of
-logits. Compiled by inductor, :func:`_hard_target_rows` becomes two sweeps per row (max, then exp with every sum
-at once) that read the row from L1/L2 and write only O(rows) outputs: no (rows, C) temporary at all. On a
-2-core CPU with 2 threads a whole update costs 1.2-1.35x a compiled one-pass logsumexp on fp32 logits (1.6x on
-bf16), against 2.0-2.4x for the eager pass (``scripts/bench.py`` measures both). Inductor has no online softmax
-for CPU; the second sweep re-reads a row from L2, and cutting rows into vocabulary blocks that stay in L1 (an
-online maximum across blocks) measured no faster there.
+logits. Compiled by inductor, :func:`_row_sums` becomes one loop over rows that sweeps each row twice (max,
+then exp with every sum at once), the second sweep reading the row from L1/L2, and writes only O(rows)
+outputs: no (rows, C) temporary, a row-sized buffer per thread at most. The O(rows) rest (logs, the target's
+score, cross-entropy, Brier, correctness) runs eagerly after it: in the same graph it would join that loop
+with a loop vectorised over rows, and inductor would then split max and exp into two sweeps over all rows,
+each reading the logits from memory. On a 2-core CPU with 2 threads a whole update costs 1.3-1.6x a compiled
+one-pass logsumexp (bf16 4096 x 32000 on a quiet machine: 1.49x, against 1.80x with the split sweeps), and
+the eager pass 2.6-3.8x (``scripts/bench.py`` measures both). Inductor has no online softmax for CPU, and
+cutting rows into vocabulary blocks that stay in L1 (an online maximum across blocks) measured no faster there.
 
 When it runs. ``fused=True`` asks for it, ``fused=False`` forbids it, and ``fused=None`` (the default everywhere)
 takes it when all of these hold:
@@ -25,9 +28,9 @@ takes it when all of these hold:
 
 Recompiles. The number of rows is marked dynamic (``maybe_mark_dynamic``), so a new batch size or a short last
 chunk reuses the kernel. The class count is static, as it is fixed for a model, so inductor can plan its loops
-(cascade summation above 4096 classes); each new class count compiles once, as does a new input or target
-dtype, ``input_format == "probs"``, label smoothing on or off, and ``ignore_index`` given or not, up to
-:data:`MAX_KERNELS` kinds.
+(cascade summation above 4096 classes); each new class count compiles once, as does a new input dtype,
+``input_format == "probs"`` and label smoothing on or off, up to :data:`MAX_KERNELS` kinds (targets and
+``ignore_index`` only enter the eager rest).
 
 Falling back. Any exception from compiling or running the kernel (no C++ compiler, an unsupported backend)
 disables the fused pass for the rest of the process with one ``RuntimeWarning``, and the caller redoes the
