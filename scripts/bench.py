@@ -152,16 +152,26 @@ def _methods(
     }
 
 
-def time_ratios(methods: dict[str, Callable[[], object]], reps: int, baseline: str) -> dict[str, dict]:
-    """Median per-repetition ratio to ``baseline`` and median seconds, with the methods interleaved."""
+def time_ratios(
+    methods: dict[str, Callable[[], object]],
+    reps: int,
+    baseline: str,
+    synchronize: Callable[[], None] = lambda: None,
+) -> dict[str, dict]:
+    """Median per-repetition ratio to ``baseline`` and median seconds, with the methods interleaved.
+
+    ``synchronize`` waits for queued device work (``torch.cuda.synchronize`` on a GPU) around each timed call.
+    """
     for run in methods.values():
         run()
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     for rep in range(reps):
         order = list(methods) if rep % 2 == 0 else list(reversed(methods))
         for name in order:
+            synchronize()
             started = time.perf_counter()
             methods[name]()
+            synchronize()
             seconds[name].append(time.perf_counter() - started)
     results = {}
     for name, times in seconds.items():
@@ -236,15 +246,15 @@ def bench_floor(reps: int) -> dict:
     return results
 
 
-def _floor_methods(floor_kernel, shape, dtype, ignore_index) -> dict[str, Callable[[], object]]:
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(*shape, generator=g).to(dtype)
-    target = torch.randint(0, shape[-1], shape[:-1], generator=g)
+def _floor_methods(floor_kernel, shape, dtype, ignore_index, device="cpu") -> dict[str, Callable[[], object]]:
+    g = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(*shape, generator=g, device=device).to(dtype)
+    target = torch.randint(0, shape[-1], shape[:-1], generator=g, device=device)
     if ignore_index is not None:
         target[..., -64:] = ignore_index
     class_dim = -1 if len(shape) == 3 else 1
-    ours = XentMetrics(n_bins=15, class_dim=class_dim, ignore_index=ignore_index)
-    eager = XentMetrics(n_bins=15, class_dim=class_dim, ignore_index=ignore_index)
+    ours = XentMetrics(n_bins=15, class_dim=class_dim, ignore_index=ignore_index).to(device)
+    eager = XentMetrics(n_bins=15, class_dim=class_dim, ignore_index=ignore_index).to(device)
     flat_logits, flat_target = logits.reshape(-1, shape[-1]), target.reshape(-1)
     ce_kwargs = {} if ignore_index is None else {"ignore_index": ignore_index}
     return {

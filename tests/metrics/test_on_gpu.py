@@ -99,3 +99,36 @@ def test_fused_eager_and_hidden_state_passes_agree_on_the_device(compiled_pass_a
         expected = results["eager"][name].item()
         for path in set(results) - {"eager"}:
             assert results[path][name].item() == pytest.approx(expected, rel=TOLERANCE, abs=TOLERANCE), (path, name)
+
+
+def test_every_extra_fed_from_the_pass_never_syncs_and_matches_the_cpu(compiled_pass_available):
+    from xent_plugin.metrics import BootstrapIntervals, CalibrationEstimators, CalibrationTest, TemperatureScan
+
+    def extras():
+        options = {"class_dim": -1, "ignore_index": -100, "validate_args": False}
+        return [
+            CalibrationEstimators(**options),
+            BootstrapIntervals(num_replicates=1000, **options),  # 1000 x 1024 weights: the compiled draws
+            TemperatureScan(**options),
+            CalibrationTest(**options),
+        ]
+
+    logits, target = _tokens()
+    on_cpu, on_gpu = extras(), [extra.cuda() for extra in extras()]
+    XentMetrics(class_dim=-1, ignore_index=-100).update(logits.cpu(), target.cpu(), extras=on_cpu)
+    metric = XentMetrics(class_dim=-1, ignore_index=-100, validate_args=False).cuda()
+    warm_up = [extra.cuda() for extra in extras()]
+    metric.update(logits, target, extras=warm_up)  # compiles outside the checked region
+    assert warm_up[1].replicate_count.device.type == "cuda"
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        metric.reset()
+        metric.update(logits, target, extras=on_gpu)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for cpu_extra, gpu_extra in zip(on_cpu, on_gpu, strict=True):
+        for name in cpu_extra.sum_state_names:
+            torch.testing.assert_close(
+                getattr(gpu_extra, name).cpu(), getattr(cpu_extra, name), rtol=1e-6, atol=1e-6, msg=name
+            )

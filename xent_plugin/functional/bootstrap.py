@@ -20,6 +20,7 @@ into different batches or chunks gives the same weights — streaming equals one
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, fields
@@ -46,8 +47,8 @@ _WEIGHT_BLOCK = 1 << 20  # replicate x row weights generated at once (8 MiB of i
 COMPILE_MIN_WEIGHTS = 1 << 19
 
 
-def _mix32(x: Tensor) -> Tensor:
-    """A 32-bit integer hash (Mueller's 0x45d9f3b mixer) on int64 values in [0, 2^32)."""
+def _mix32(x: Tensor | int) -> Tensor | int:
+    """A 32-bit integer hash (Mueller's 0x45d9f3b mixer) on int64 values in [0, 2^32), or on a Python int."""
     x = ((x >> 16) ^ x) * _MIX & _MASK32
     x = ((x >> 16) ^ x) * _MIX & _MASK32
     return (x >> 16) ^ x
@@ -64,7 +65,8 @@ def poisson_weights(rows: Tensor, num_replicates: int, seed: int = 0, stream: in
         True
     """
     device = rows.device
-    key = _mix32(torch.tensor(seed & _MASK32, device=device) ^ _mix32(torch.tensor(stream & _MASK32, device=device)))
+    # A Python int, not a tensor on the device: making one there would be a copy from the host, and a wait.
+    key = _mix32((seed & _MASK32) ^ _mix32(stream & _MASK32))
     low, high = rows & _MASK32, (rows >> 32) & _MASK32
     row_key = _mix32(_mix32(low ^ key) ^ high)
     replicate = torch.arange(num_replicates, dtype=torch.int64, device=device)
@@ -84,9 +86,14 @@ def _draws(row_key: Tensor, replicate_key: Tensor) -> Tensor:
         draws = sum((bits >= threshold).to(torch.int64) for threshold in _POISSON_THRESHOLDS)
     else:
         # Eager, one binary search is one sweep where the comparisons would be sixteen.
-        thresholds = torch.tensor(_POISSON_THRESHOLDS, dtype=torch.int64, device=bits.device)
-        draws = torch.searchsorted(thresholds, bits, right=True)
+        draws = torch.searchsorted(_thresholds(bits.device), bits, right=True)
     return draws.to(ACCUMULATE_DTYPE)
+
+
+@functools.cache
+def _thresholds(device: torch.device) -> Tensor:
+    # Copied to a device once, not at every block.
+    return torch.tensor(_POISSON_THRESHOLDS, dtype=torch.int64, device=device)
 
 
 _compiled = torch.compile(_draws, dynamic=False, fullgraph=True)
