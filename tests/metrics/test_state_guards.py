@@ -10,6 +10,7 @@ from torchmetrics import MetricCollection
 
 from tests.metrics._spawn_worker import add_rows
 from xent_plugin.metrics import (
+    BootstrapIntervals,
     BrierScore,
     CalibrationError,
     CrossEntropy,
@@ -127,3 +128,13 @@ def test_state_dict_holds_copies_that_later_updates_leave_alone():
     restored = XentMetrics()
     restored.load_state_dict(saved)
     assert restored.count.item() == 8 and restored.count.dtype == torch.float64
+
+
+def test_the_bootstraps_row_counter_is_not_an_option_so_its_digest_is_made_once():
+    # A digest made anew copies to the device at every update: a wait on a GPU.
+    metric = BootstrapIntervals(num_replicates=4)
+    metric.update(torch.randn(8, 3), torch.randint(0, 3, (8,)))
+    digest = metric.options_digest
+    metric.update(torch.randn(8, 3), torch.randint(0, 3, (8,)))
+    assert metric.rows_seen == 16
+    assert metric.options_digest is digest

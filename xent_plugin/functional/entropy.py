@@ -15,10 +15,11 @@ def _entropy_update(
 ) -> SufficientStats:
     dim = normalize_class_dim(preds, class_dim)
     # The pass needs some target; entropy does not read it, and class 0 is always in range.
-    placeholder_target = torch.zeros(preds.shape[:dim] + preds.shape[dim + 1 :], dtype=torch.long)
+    # Made on the device: one made on the host and copied there would be a wait on a GPU.
+    placeholder_target = torch.zeros(preds.shape[:dim] + preds.shape[dim + 1 :], dtype=torch.long, device=preds.device)
     return sufficient_stats(
         preds,
-        placeholder_target.to(preds.device),
+        placeholder_target,
         input_format=input_format,
         class_dim=class_dim,
         validate_args=validate_args,

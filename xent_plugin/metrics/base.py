@@ -48,6 +48,9 @@ class SummedStateMetric(Metric):
     stat_names: tuple[str, ...] = ()
     # What a metric with ``update_from_rows`` needs of each chunk's whole rows besides the per-row statistics.
     chunk_reducer: ChunkReducer | None = None
+    # Plain attributes that count progress rather than configure: kept out of the options digest, which a change
+    # would otherwise rebuild (and copy to the device) at every update.
+    counters: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -208,7 +211,7 @@ def _options(metric: Metric) -> tuple:
     """The class and every plain attribute of ``metric`` that is not a state: what its updates depend on."""
     values = []
     for name, value in sorted(vars(metric).items()):
-        if name.startswith("_") or name == "training" or name in metric._defaults:
+        if name.startswith("_") or name == "training" or name in metric._defaults or name in metric.counters:
             continue
         if isinstance(value, Tensor):
             # Identity, not values: reading values back would cost a device sync on every update.

@@ -68,6 +68,8 @@ class BootstrapIntervals(ScoresMetric):
         torch.Size([15])
     """
 
+    counters = ("rows_seen",)
+
     def __init__(
         self,
         num_replicates: int = 1000,
