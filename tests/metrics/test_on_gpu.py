@@ -123,7 +123,8 @@ def test_every_extra_fed_from_the_pass_never_syncs_and_matches_the_cpu(compiled_
         torch.cuda.set_sync_debug_mode("default")
     XentMetrics(class_dim=-1, ignore_index=-100).update(logits.cpu(), target.cpu(), extras=on_cpu)
     for cpu_extra, gpu_extra in zip(on_cpu, on_gpu, strict=True):
+        # The scan's sums of third and fourth cumulants are float32 reductions in another order on each device.
+        tolerance = 1e-4 if isinstance(cpu_extra, TemperatureScan) else 1e-6
         for name in cpu_extra.sum_state_names:
-            torch.testing.assert_close(
-                getattr(gpu_extra, name).cpu(), getattr(cpu_extra, name), rtol=1e-6, atol=1e-6, msg=name
-            )
+            gpu_state, cpu_state = getattr(gpu_extra, name).cpu(), getattr(cpu_extra, name)
+            torch.testing.assert_close(gpu_state, cpu_state, rtol=tolerance, atol=tolerance)
