@@ -36,8 +36,8 @@ calibration, accuracy) updated together:
 - The hidden-state path at V = 128k (``XentMetrics.update_from_hidden``) against materialising the logits and
   calling ``XentMetrics.update``: peak extra resident memory (fresh subprocess each) and time ratio.
 
-XentMonitor's callback overhead (issue 5, "Callback overhead") is not measured here. No GPU figure has been
-measured: this script has only run on CPUs.
+XentMonitor's callback overhead is measured by ``scripts/measure_callback_cost.py``, and the same comparisons on
+a GPU by ``scripts/bench_gpu.py``.
 """
 
 from __future__ import annotations
