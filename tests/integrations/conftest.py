@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 
 @pytest.fixture(scope="package")
@@ -20,6 +21,16 @@ def mlflow_experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowC
 @pytest.fixture
 def client(mlflow_experiment: tuple[MlflowClient, str]) -> MlflowClient:
     return mlflow_experiment[0]
+
+
+@pytest.fixture
+def global_tracking_uri(client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's global tracking URI pointed at ``client``'s store for one test: ``load_table`` finds runs with
+    ``mlflow.search_runs``, which asks the global URI, not the client's. The environment variable alone is not
+    enough, since a URI that ``mlflow.set_tracking_uri`` left behind (Lightning's MLFlowLogger sets one) comes first.
+    """
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
 
 
 @pytest.fixture

@@ -80,13 +80,12 @@ def test_table_has_one_row_per_bin_with_nan_as_null(client, run_id, table, tmp_p
     assert columns_of(content) == {name: with_none_for_nan(column) for name, column in table.items()}
 
 
-def test_table_is_listed_as_an_mlflow_table_and_reads_back_as_log_table_would(client, run_id, table, monkeypatch):
+def test_table_is_listed_as_an_mlflow_table_and_reads_back_as_log_table_would(
+    client, run_id, table, global_tracking_uri
+):
     log_reliability_table(client, run_id, table, key="val/reliability", step=42)
     path = "reliability/val/reliability/step_000042.json"
     assert listed_tables(client, run_id) == [path]
-
-    # load_table finds the runs with mlflow.search_runs, which asks the global tracking URI, not the client's.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
     frame = client.load_table(client.get_run(run_id).info.experiment_id, path, run_ids=[run_id])
     assert list(frame.columns) == ["lower", "upper", "count", "confidence", "accuracy"]
     assert frame["count"].tolist() == table["count"]

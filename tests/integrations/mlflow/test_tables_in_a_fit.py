@@ -19,10 +19,7 @@ CURVE_COLUMNS = ["confidence", "accuracy", "lower", "upper", "density", "smooth_
 VAL_SAMPLES = 40
 
 
-@pytest.fixture(autouse=True)
-def global_tracking_uri(client, monkeypatch):
-    # load_table finds the runs with mlflow.search_runs, which asks the global tracking URI, not the client's.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+pytestmark = pytest.mark.usefixtures("global_tracking_uri")
 
 
 def logger_for(client, tmp_path, **options) -> ResilientMLFlowLogger:
