@@ -72,6 +72,14 @@ def test_hard_targets_agree():
     _assert_paths_agree(_logits(1000), _labels(1000))
 
 
+def test_logits_far_apart_and_near_certain_rows_agree():
+    # The compiled pass takes e^s as 2^(s log2 e): rows whose scores spread over hundreds of nats (terms down to
+    # e^-700) and near one-hot rows must still agree with the eager pass's exp.
+    logits = 60 * _logits(1000)
+    logits[::5] = logits[::5] / 1000
+    _assert_paths_agree(logits, _labels(1000))
+
+
 def test_masked_classes_and_ties_agree():
     logits = _logits(300)
     labels = _labels(300)

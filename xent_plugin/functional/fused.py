@@ -1,15 +1,16 @@
-r"""The fused pass: the per-row softmax statistics of hard-target batches as one ``torch.compile`` kernel.
+r"""The fused pass: the per-row softmax statistics of hard-target batches as two ``torch.compile`` graphs.
 
 The eager pass in :mod:`~xent_plugin.functional.softmax_stats` runs about eight ATen sweeps over each chunk of
 logits. Compiled by inductor, :func:`_row_sums` becomes one loop over rows that sweeps each row twice (max,
 then exp with every sum at once), the second sweep reading the row from L1/L2, and writes only O(rows)
 outputs: no (rows, C) temporary, a row-sized buffer per thread at most. The O(rows) rest (logs, the target's
-score, cross-entropy, Brier, correctness) runs eagerly after it: in the same graph it would join that loop
-with a loop vectorised over rows, and inductor would then split max and exp into two sweeps over all rows,
-each reading the logits from memory. On a 2-core CPU with 2 threads a whole update costs 1.3-1.6x a compiled
-one-pass logsumexp (bf16 4096 x 32000 on a quiet machine: 1.49x, against 1.80x with the split sweeps), and
-the eager pass 2.6-3.8x (``scripts/bench.py`` measures both). Inductor has no online softmax for CPU, and
-cutting rows into vocabulary blocks that stay in L1 (an online maximum across blocks) measured no faster there.
+score, cross-entropy, Brier, correctness) is a second graph, :func:`_row_terms`, one loop over rows: in the
+same graph it would join the sweeps' loop with a loop vectorised over rows, and inductor would then split max
+and exp into two sweeps over all rows, each reading the logits from memory (bf16 4096 x 32000: 1.62x against
+1.46x the floor). The exponential is computed as a power of two (see :func:`_row_sums`). On a 2-core CPU with
+2 threads a whole update costs 1.1-1.35x a compiled one-pass logsumexp, and the eager pass 3.4-4x
+(``scripts/bench.py`` measures both). Inductor has no online softmax for CPU, and cutting rows into vocabulary
+blocks that stay in L1 (an online maximum across blocks) measured no faster there.
 
 When it runs. ``fused=True`` asks for it, ``fused=False`` forbids it, and ``fused=None`` (the default everywhere)
 takes it when all of these hold:
@@ -29,8 +30,8 @@ takes it when all of these hold:
 Recompiles. The number of rows is marked dynamic (``maybe_mark_dynamic``), so a new batch size or a short last
 chunk reuses the kernel. The class count is static, as it is fixed for a model, so inductor can plan its loops
 (cascade summation above 4096 classes); each new class count compiles once, as does a new input dtype,
-``input_format == "probs"`` and label smoothing on or off, up to :data:`MAX_KERNELS` kinds (targets and
-``ignore_index`` only enter the eager rest).
+``input_format == "probs"`` and label smoothing on or off, and for :func:`_row_terms` each ``ignore_index`` and
+smoothing value, up to :data:`MAX_KERNELS` graphs.
 
 Falling back. Any exception from compiling or running the kernel (no C++ compiler, an unsupported backend)
 disables the fused pass for the rest of the process with one ``RuntimeWarning``, and the caller redoes the
@@ -56,6 +57,8 @@ if MODE not in MODES:
 
 AUTO_MIN_ELEMENTS = 1 << 23
 
+LOG2_E = 1.4426950408889634
+
 # Scores per kernel call (64 MiB of fp32). The kernel keeps no chunk-sized temporary, so this bounds only the copy
 # that a class dimension other than the last needs; each call costs ~0.1-0.2 ms of dynamo and wrapper overhead.
 # Calls run one after another in the calling thread, each on all its OpenMP threads: inductor's CPU kernels hold
@@ -66,8 +69,8 @@ CHUNK_ELEMENTS = 1 << 24
 # one barrier per sweep on each thread, and only its per-row outputs (a few floats a row) grow with it.
 ROWS_PER_CALL = 1 << 16
 
-# Kinds of input (dtypes, class count, options) the process compiles a kernel for; later kinds run eagerly.
-MAX_KERNELS = 16
+# Compiled graphs per process, two per kind of input (dtypes, class count, options); later kinds run eagerly.
+MAX_KERNELS = 32
 
 _kernels: dict[tuple, Callable] = {}
 _classes: dict[tuple, Tensor] = {}
@@ -85,6 +88,7 @@ class HardTargetRows(NamedTuple):
     cross_entropy: Tensor
     entropy: Tensor
     brier: Tensor
+    confidence: Tensor
     correct: Tensor
 
 
@@ -110,37 +114,23 @@ def hard_target_rows(
     """The per-row terms of a (rows, C) chunk with class-index targets; None where the eager pass must run.
 
     That is after a failure (warned once, and for good) or for a new kind of input once :data:`MAX_KERNELS`
-    kernels exist (warned once). The compiled kernel makes the (rows, C) sweeps; the O(rows) rest is eager.
+    kernels exist (warned once). Two compiled graphs run one after the other: :func:`_row_sums` makes the
+    (rows, C) sweeps, and :func:`_row_terms` the O(rows) rest, in one loop over rows instead of some twenty
+    eager ops on a chunk that has left the cache.
     """
     smoothing = label_smoothing > 0
-    sums = _run(_row_sums, scores, _class_indices(scores.shape[1], scores.device), input_format, smoothing)
+    probs = input_format == "probs"
+    kind = (scores.dtype, scores.shape[1], probs, smoothing)
+    classes = _class_indices(scores.shape[1], scores.device)
+    sums = _run(_row_sums, kind, scores, classes, probs, smoothing)
     if sums is None:
         return None
-    row_max, partition, weighted_shifted, sum_sq_exp, prediction, shifted_sum = sums
-    num_classes = scores.shape[1]
-    log_partition = partition.log()
-    entropy = log_partition - weighted_shifted / partition
-    sum_sq_prob = sum_sq_exp / partition.square()
-
-    counted = None if ignore_index is None else target != ignore_index
-    out_of_range = (target < 0) | (target >= num_classes)
-    if counted is not None:
-        out_of_range = out_of_range & counted
-    usable = ~out_of_range if counted is None else counted & ~out_of_range
-    # A target out of range is read as class 0, so that no index out of range reaches the gather (an error on
-    # CPU, a device-side assert on CUDA); validation reports it (with ``validate_args=False`` it goes unnoticed).
-    safe_target = torch.where(usable, target, 0)
-    target_score = scores.gather(1, safe_target[:, None]).squeeze(1).to(row_max.dtype)
-    if input_format == "probs":
-        target_score = target_score.log()
-    target_shifted = target_score - row_max
-    cross_entropy = log_partition - target_shifted
-    if smoothing:
-        uniform_cross_entropy = log_partition - shifted_sum / num_classes
-        cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
-    brier = sum_sq_prob - 2 * (target_shifted.exp() / partition) + 1
-    correct = (prediction == safe_target.to(prediction.dtype)).to(row_max.dtype)
-    return HardTargetRows(row_max, partition, counted, cross_entropy, entropy, brier, correct)
+    terms = _run(
+        _row_terms, (*kind, ignore_index, label_smoothing), *sums, scores, target, probs, ignore_index, label_smoothing
+    )
+    if terms is None:
+        return None
+    return HardTargetRows(sums[0], sums[1], *terms)
 
 
 def reset() -> None:
@@ -152,16 +142,19 @@ def reset() -> None:
     _failed = _warned_full = False
 
 
-def _run(function: Callable, scores: Tensor, classes: Tensor, input_format: str, smoothing: bool) -> tuple | None:
+def _run(function: Callable, kind: tuple, *args) -> tuple | None:
+    """``function(*args)`` compiled for this kind of input, its row dimension dynamic; None to run eagerly."""
     global _failed
     if _failed:
         return None
     try:
-        kernel = _kernel(function, scores, input_format, smoothing)
+        kernel = _kernel(function, kind)
         if kernel is None:
             return None
-        torch._dynamo.maybe_mark_dynamic(scores, 0)
-        return kernel(scores, classes, input_format, smoothing)
+        for arg in args:
+            if isinstance(arg, Tensor):
+                torch._dynamo.maybe_mark_dynamic(arg, 0)
+        return kernel(*args)
     except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means: use the eager pass
         _failed = True
         warnings.warn(
@@ -184,23 +177,23 @@ def _class_indices(num_classes: int, device: torch.device) -> Tensor:
     return classes
 
 
-def _kernel(function: Callable, scores: Tensor, input_format: str, smoothing: bool) -> Callable | None:
-    """The compiled kernel for this kind of input, made on first use; None past :data:`MAX_KERNELS`."""
+def _kernel(function: Callable, kind: tuple) -> Callable | None:
+    """The compiled ``function`` for this kind of input, made on first use; None past :data:`MAX_KERNELS`."""
     global _warned_full
-    kind = (scores.dtype, scores.shape[1], input_format == "probs", smoothing)
+    key = (function.__name__, *kind)
     with _kernels_lock:
-        kernel = _kernels.get(kind)
+        kernel = _kernels.get(key)
         if kernel is None and len(_kernels) < MAX_KERNELS:
             # A code object of its own per kind: dynamo keeps its cache and its recompile limit (8) per code object,
             # so kinds do not use up one another's budget, and no global dynamo setting has to change.
             code = function.__code__.replace(co_name=f"{function.__name__}_{len(_kernels)}")
             own = types.FunctionType(code, function.__globals__, code.co_name)
-            kernel = _kernels[kind] = torch.compile(own, dynamic=False, fullgraph=True)
+            kernel = _kernels[key] = torch.compile(own, dynamic=False, fullgraph=True)
         elif kernel is None and not _warned_full:
             _warned_full = True
             warnings.warn(
-                f"xent_plugin: {MAX_KERNELS} kinds of input already have a compiled softmax pass; new kinds "
-                "(dtype, class count, options) use the eager pass.",
+                f"xent_plugin: {MAX_KERNELS} compiled graphs of the softmax pass already exist; new kinds of "
+                "input (dtype, class count, options) use the eager pass.",
                 RuntimeWarning,
                 stacklevel=4,
             )
@@ -208,7 +201,7 @@ def _kernel(function: Callable, scores: Tensor, input_format: str, smoothing: bo
 
 
 def _row_sums(
-    scores: Tensor, classes: Tensor, input_format: str, smoothing: bool
+    scores: Tensor, classes: Tensor, probs: bool, smoothing: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     r"""The (rows, C) sweeps of the eager pass's hard-target formulas, written for the compiler.
 
@@ -217,14 +210,16 @@ def _row_sums(
     fuses them into one loop over rows with two sweeps over each row (max, then exp with every sum at once), so
     the second sweep reads the row from cache. Anything computed from these per-row values in the same graph
     would join that loop with a differently vectorised loop and split it in two sweeps over all rows, each
-    from memory: the caller does that O(rows) rest.
+    from memory: :func:`_row_terms` does that O(rows) rest.
     """
     scores = scores.to(torch.float64 if scores.dtype == torch.float64 else torch.float32)
-    if input_format == "probs":
+    if probs:
         scores = scores.log()
     row_max = scores.amax(dim=1)
     shifted = scores - row_max[:, None]
-    exp_shifted = shifted.exp()
+    # e^s as 2^(s log2 e). Inductor's CPU code calls Sleef's exp2 for it, which on a 2-core AVX2 machine made this
+    # kernel 1.15x the floor's time at 16384 x 1000 against 1.40x with its exp, and the results differ by ~1e-7.
+    exp_shifted = (shifted * LOG2_E).exp2()
     # 0 * -inf is NaN: clamping the masked classes to the most negative finite value makes them contribute 0.
     finite_shifted = shifted.clamp_min(torch.finfo(shifted.dtype).min)
     # argmax with ties to the first index, as Tensor.max(dim) breaks them: the smallest class whose shifted score
@@ -239,3 +234,46 @@ def _row_sums(
         prediction,
         shifted.sum(dim=1) if smoothing else None,
     )
+
+
+def _row_terms(
+    row_max: Tensor,
+    partition: Tensor,
+    weighted_shifted: Tensor,
+    sum_sq_exp: Tensor,
+    prediction: Tensor,
+    shifted_sum: Tensor | None,
+    scores: Tensor,
+    target: Tensor,
+    probs: bool,
+    ignore_index: int | None,
+    label_smoothing: float,
+) -> tuple[Tensor | None, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    r"""The O(rows) rest, from :func:`_row_sums`' per-row values, as the eager pass's hard-target formulas.
+
+    Cross-entropy :math:`\log S - s_y`, entropy :math:`\log S - \sum_c e^{s_c} s_c / S`, Brier
+    :math:`\sum_c e^{2 s_c} / S^2 - 2 e^{s_y} / S + 1`, confidence :math:`1/S` and correctness; returns
+    ``(counted, cross_entropy, entropy, brier, confidence, correct)``.
+    """
+    num_classes = scores.shape[1]
+    log_partition = partition.log()
+    entropy = log_partition - weighted_shifted / partition
+    sum_sq_prob = sum_sq_exp / partition.square()
+
+    counted = None if ignore_index is None else target != ignore_index
+    out_of_range = (target < 0) | (target >= num_classes)
+    usable = ~out_of_range if counted is None else counted & ~out_of_range
+    # A target out of range is read as class 0, so that no index out of range reaches the gather (an error on
+    # CPU, a device-side assert on CUDA); validation reports it (with ``validate_args=False`` it goes unnoticed).
+    safe_target = torch.where(usable, target, 0)
+    target_score = scores.gather(1, safe_target[:, None]).squeeze(1).to(row_max.dtype)
+    if probs:
+        target_score = target_score.log()
+    target_shifted = target_score - row_max
+    cross_entropy = log_partition - target_shifted
+    if shifted_sum is not None:
+        uniform_cross_entropy = log_partition - shifted_sum / num_classes
+        cross_entropy = (1 - label_smoothing) * cross_entropy + label_smoothing * uniform_cross_entropy
+    brier = sum_sq_prob - 2 * (target_shifted.exp() / partition) + 1
+    correct = (prediction == safe_target.to(prediction.dtype)).to(row_max.dtype)
+    return counted, cross_entropy, entropy, brier, partition.reciprocal(), correct

@@ -199,7 +199,7 @@ def sufficient_stats(
     totals = SufficientStats.zeros(n_bins, device=preds.device)
     pending: list[RowStatistics] = []
     pending_rows = 0
-    workers = chunk_workers(preds)
+    workers: int | None = None
 
     def add_pending() -> None:
         rows = _concatenate_rows(pending)
@@ -219,6 +219,10 @@ def sufficient_stats(
         fused=fused,
         chunk_reducers=chunk_reducers,
     ):
+        if workers is None:  # known once row_statistics has checked the arguments
+            # The compiled kernel's own threads have just run: its sums run inline rather than wait for a worker.
+            fused_rows = _takes_fused_pass(preds, target, reference, class_dim, fused, chunk_reducers)
+            workers = 1 if fused_rows else chunk_workers(preds)
         pending.append(rows)
         pending_rows += rows.cross_entropy.numel()
         if pending_rows >= ROWS_PER_SUM:
@@ -271,9 +275,7 @@ def row_statistics(
         check_floating("reference", reference)
         if not is_soft_target(preds, reference, class_dim, name="reference"):
             raise ValueError(f"`reference` must be a distribution shaped like `preds` {tuple(preds.shape)}.")
-    # Chunk reducers run on the eager pass's cache-sized chunks: the compiled pass streams chunks far larger than a
-    # cache, and the reducers would read them from memory a second time.
-    use_fused = not chunk_reducers and fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
+    use_fused = _takes_fused_pass(preds, target, reference, class_dim, fused, chunk_reducers)
     workers = 1 if use_fused else chunk_workers(preds)  # the compiled kernel threads itself and holds the GIL
     eager_elements = _eager_chunk_elements(preds, class_dim, input_format, chunk_workers(preds))
     chunk_elements = (
@@ -320,6 +322,21 @@ def row_statistics(
     yield from map_chunks(rows_of, chunks, workers)
     if checks is not None:
         checks.raise_if_failed()
+
+
+def _takes_fused_pass(
+    preds: Tensor,
+    target: Tensor,
+    reference: Tensor | None,
+    class_dim: int,
+    fused: bool | None,
+    chunk_reducers: Sequence[ChunkReducer],
+) -> bool:
+    """Whether :func:`row_statistics` computes these checked arguments' rows with the compiled pass."""
+    # Chunk reducers run on the eager pass's cache-sized chunks: the compiled pass streams chunks far larger than a
+    # cache, and the reducers would read them from memory a second time.
+    soft = is_soft_target(preds, target, normalize_class_dim(preds, class_dim))
+    return not chunk_reducers and fused_pass.applies(fused, preds, soft=soft, has_reference=reference is not None)
 
 
 def _eager_chunk_elements(preds: Tensor, class_dim: int, input_format: str, workers: int) -> int:
@@ -391,7 +408,7 @@ def _fused_row_statistics(
         cross_entropy=rows.cross_entropy,
         entropy=rows.entropy,
         brier=rows.brier,
-        confidence=rows.partition.reciprocal(),
+        confidence=rows.confidence,
         correct=rows.correct,
         reference_cross_entropy=None,
         reference_entropy=None,
