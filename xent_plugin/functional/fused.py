@@ -8,7 +8,7 @@ score, cross-entropy, Brier, correctness) is a second graph, :func:`_row_terms`,
 same graph it would join the sweeps' loop with a loop vectorised over rows, and inductor would then split max
 and exp into two sweeps over all rows, each reading the logits from memory (bf16 4096 x 32000: 1.62x against
 1.46x the floor). The exponential is computed as a power of two (see :func:`_row_sums`). On a 2-core CPU with
-2 threads a whole update costs 1.1-1.35x a compiled one-pass logsumexp, and the eager pass 3.4-4x
+2 threads a whole update costs 1.1-1.35x a compiled one-pass logsumexp, and the eager pass 3.6-4.3x
 (``scripts/bench.py`` measures both). Inductor has no online softmax for CPU, and cutting rows into vocabulary
 blocks that stay in L1 (an online maximum across blocks) measured no faster there.
 
