@@ -208,6 +208,17 @@ def test_a_failing_compile_warns_once_and_the_eager_pass_takes_over(monkeypatch)
     assert not fused.applies(True, logits, soft=False, has_reference=False)
 
 
+def test_past_the_graph_limit_a_new_kind_runs_eagerly_without_compiling_half_of_its_pass(monkeypatch):
+    monkeypatch.setattr(fused, "_kernels", {})
+    monkeypatch.setattr(fused, "_warned_full", False)
+    monkeypatch.setattr(fused, "MAX_KERNELS", 1)  # room for one of the two graphs a kind needs
+    logits, labels = _logits(50), _labels(50)
+    with pytest.warns(RuntimeWarning, match="compiled graphs of the softmax pass already exist"):
+        stats = sufficient_stats(logits, labels, n_bins=15, fused=True)
+    assert _values(stats) == _values(sufficient_stats(logits, labels, n_bins=15, fused=False))
+    assert [key[0] for key in fused._kernels] == ["_row_terms"]  # claimed, never called: nothing compiled
+
+
 def test_eager_chunks_on_worker_threads_give_the_same_sums_as_inline(monkeypatch):
     logits, labels = _logits(3000, 500), _labels(3000, 500)  # several chunks
     threaded = sufficient_stats(logits, labels, n_bins=15, fused=False)

@@ -121,13 +121,14 @@ def hard_target_rows(
     smoothing = label_smoothing > 0
     probs = input_format == "probs"
     kind = (scores.dtype, scores.shape[1], probs, smoothing)
+    terms_kind = (*kind, ignore_index, label_smoothing)
+    if _kernel(_row_terms, terms_kind) is None:  # claimed first: no kind gets its sweeps compiled without its rest
+        return None
     classes = _class_indices(scores.shape[1], scores.device)
     sums = _run(_row_sums, kind, scores, classes, probs, smoothing)
     if sums is None:
         return None
-    terms = _run(
-        _row_terms, (*kind, ignore_index, label_smoothing), *sums, scores, target, probs, ignore_index, label_smoothing
-    )
+    terms = _run(_row_terms, terms_kind, *sums, scores, target, probs, ignore_index, label_smoothing)
     if terms is None:
         return None
     return HardTargetRows(sums[0], sums[1], *terms)
