@@ -39,6 +39,7 @@ def test_the_library_imports_no_integration_or_app_dependency(statement):
     loaded = _modules_loaded_by(statement)
     assert loaded["ours"] == []
     # torchmetrics loads matplotlib for its plot() when it is installed; nothing else heavy is loaded at all.
+    # tests/app/test_packaging.py runs the metrics where matplotlib is not installed.
     assert set(loaded["torchmetrics"]) <= {"matplotlib"}
 
 

@@ -3,7 +3,7 @@
 Importing the package loads the metrics, which need only torch and torchmetrics. ``XentMonitor`` and
 ``ResilientMLFlowLogger`` are loaded on first use (PEP 562), so a metrics user never pays for Lightning, MLflow
 or Hydra. (torchmetrics itself imports matplotlib for its ``plot()`` when matplotlib is installed; this package
-adds no import of its own to that.)
+adds no import of its own to that, and its metrics run in an environment without matplotlib.)
 """
 
 from __future__ import annotations
