@@ -211,7 +211,7 @@ def test_a_failing_compile_warns_once_and_the_eager_pass_takes_over(monkeypatch)
 def test_past_the_graph_limit_a_new_kind_runs_eagerly_without_compiling_half_of_its_pass(monkeypatch):
     monkeypatch.setattr(fused, "_kernels", {})
     monkeypatch.setattr(fused, "_warned_full", False)
-    monkeypatch.setattr(fused, "MAX_KERNELS", 1)  # room for one of the two graphs a kind needs
+    monkeypatch.setattr(fused, "MAX_GRAPHS", 1)  # room for one of the two graphs a kind needs
     logits, labels = _logits(50), _labels(50)
     with pytest.warns(RuntimeWarning, match="compiled graphs of the softmax pass already exist"):
         stats = sufficient_stats(logits, labels, n_bins=15, fused=True)

@@ -31,7 +31,7 @@ Recompiles. The number of rows is marked dynamic (``maybe_mark_dynamic``), so a 
 chunk reuses the kernel. The class count is static, as it is fixed for a model, so inductor can plan its loops
 (cascade summation above 4096 classes); each new class count compiles once, as does a new input dtype,
 ``input_format == "probs"`` and label smoothing on or off, and for :func:`_row_terms` each ``ignore_index`` and
-smoothing value, up to :data:`MAX_KERNELS` graphs.
+smoothing value, up to :data:`MAX_GRAPHS` graphs.
 
 Falling back. Any exception from compiling or running the kernel (no C++ compiler, an unsupported backend)
 disables the fused pass for the rest of the process with one ``RuntimeWarning``, and the caller redoes the
@@ -40,6 +40,7 @@ chunk eagerly, so a genuine input error still surfaces with the eager pass's mes
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import types
@@ -57,7 +58,7 @@ if MODE not in MODES:
 
 AUTO_MIN_ELEMENTS = 1 << 23
 
-LOG2_E = 1.4426950408889634
+LOG2_E = math.log2(math.e)
 
 # Scores per kernel call (64 MiB of fp32). The kernel keeps no chunk-sized temporary, so this bounds only the copy
 # that a class dimension other than the last needs; each call costs ~0.1-0.2 ms of dynamo and wrapper overhead.
@@ -70,7 +71,7 @@ CHUNK_ELEMENTS = 1 << 24
 ROWS_PER_CALL = 1 << 16
 
 # Compiled graphs per process, two per kind of input (dtypes, class count, options); later kinds run eagerly.
-MAX_KERNELS = 32
+MAX_GRAPHS = 32
 
 _kernels: dict[tuple, Callable] = {}
 _classes: dict[tuple, Tensor] = {}
@@ -113,8 +114,8 @@ def hard_target_rows(
 ) -> HardTargetRows | None:
     """The per-row terms of a (rows, C) chunk with class-index targets; None where the eager pass must run.
 
-    That is after a failure (warned once, and for good) or for a new kind of input once :data:`MAX_KERNELS`
-    kernels exist (warned once). Two compiled graphs run one after the other: :func:`_row_sums` makes the
+    That is after a failure (warned once, and for good) or for a new kind of input once :data:`MAX_GRAPHS`
+    graphs exist (warned once). Two compiled graphs run one after the other: :func:`_row_sums` makes the
     (rows, C) sweeps, and :func:`_row_terms` the O(rows) rest, in one loop over rows instead of some twenty
     eager ops on a chunk that has left the cache.
     """
@@ -125,9 +126,11 @@ def hard_target_rows(
     if _kernel(_row_terms, terms_kind) is None:  # claimed first: no kind gets its sweeps compiled without its rest
         return None
     classes = _class_indices(scores.shape[1], scores.device)
+    _rows_dynamic(scores)
     sums = _run(_row_sums, kind, scores, classes, probs, smoothing)
     if sums is None:
         return None
+    _rows_dynamic(*sums, target)
     terms = _run(_row_terms, terms_kind, *sums, scores, target, probs, ignore_index, label_smoothing)
     if terms is None:
         return None
@@ -143,8 +146,15 @@ def reset() -> None:
     _failed = _warned_full = False
 
 
+def _rows_dynamic(*tensors: Tensor | None) -> None:
+    """Marks the first dimension of ``tensors``, the rows, dynamic: a new batch size reuses the compiled graphs."""
+    for tensor in tensors:
+        if tensor is not None:
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+
+
 def _run(function: Callable, kind: tuple, *args) -> tuple | None:
-    """``function(*args)`` compiled for this kind of input, its row dimension dynamic; None to run eagerly."""
+    """``function(*args)`` compiled for this kind of input; None to run eagerly."""
     global _failed
     if _failed:
         return None
@@ -152,9 +162,6 @@ def _run(function: Callable, kind: tuple, *args) -> tuple | None:
         kernel = _kernel(function, kind)
         if kernel is None:
             return None
-        for arg in args:
-            if isinstance(arg, Tensor):
-                torch._dynamo.maybe_mark_dynamic(arg, 0)
         return kernel(*args)
     except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means: use the eager pass
         _failed = True
@@ -179,12 +186,12 @@ def _class_indices(num_classes: int, device: torch.device) -> Tensor:
 
 
 def _kernel(function: Callable, kind: tuple) -> Callable | None:
-    """The compiled ``function`` for this kind of input, made on first use; None past :data:`MAX_KERNELS`."""
+    """The compiled ``function`` for this kind of input, made on first use; None past :data:`MAX_GRAPHS`."""
     global _warned_full
     key = (function.__name__, *kind)
     with _kernels_lock:
         kernel = _kernels.get(key)
-        if kernel is None and len(_kernels) < MAX_KERNELS:
+        if kernel is None and len(_kernels) < MAX_GRAPHS:
             # A code object of its own per kind: dynamo keeps its cache and its recompile limit (8) per code object,
             # so kinds do not use up one another's budget, and no global dynamo setting has to change.
             code = function.__code__.replace(co_name=f"{function.__name__}_{len(_kernels)}")
@@ -193,7 +200,7 @@ def _kernel(function: Callable, kind: tuple) -> Callable | None:
         elif kernel is None and not _warned_full:
             _warned_full = True
             warnings.warn(
-                f"xent_plugin: {MAX_KERNELS} compiled graphs of the softmax pass already exist; new kinds of "
+                f"xent_plugin: {MAX_GRAPHS} compiled graphs of the softmax pass already exist; new kinds of "
                 "input (dtype, class count, options) use the eager pass.",
                 RuntimeWarning,
                 stacklevel=4,
